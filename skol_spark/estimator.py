@@ -1,0 +1,526 @@
+"""The public pyspark.ml stages: :class:`BiLSTMClassifier` and its fitted model."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from skol_spark.class_weights import resolve_class_weights
+from skol_spark.params import _BiLSTMModelParams, _BiLSTMParams
+from skol_spark.predict import PredictSpec
+
+__all__ = ["BiLSTMClassifier", "BiLSTMClassificationModel"]
+
+logger = logging.getLogger("skol_spark")
+
+_OUTPUT = "__skol_spark_output"
+# Spark 4.1+ has Arrow-native UDFs; older versions go through pandas.
+_USE_ARROW_UDF = hasattr(F, "arrow_udf")
+
+
+def _fail_column(name: str, what: str, received: Any, fix: str) -> None:
+    raise ValueError(f"Column {name!r} {what}. Received: {received}. {fix}")
+
+
+def _check_input_schema(params: _BiLSTMParams, schema: T.StructType, with_label: bool) -> None:
+    """Check columns and their types before any Spark job runs."""
+    fields = {f.name: f.dataType for f in schema.fields}
+    required = [params.getFeaturesCol(), params.getDocIdCol(), params.getPositionCol()]
+    if with_label:
+        required.append(params.getLabelCol())
+    for name in required:
+        if name not in fields:
+            raise ValueError(
+                f"Column {name!r} is missing. Received columns: {sorted(fields)}. "
+                "Add it or point the matching *Col Param at another column."
+            )
+    features = fields[params.getFeaturesCol()]
+    if not (
+        isinstance(features, VectorUDT)
+        or (
+            isinstance(features, T.ArrayType)
+            and isinstance(features.elementType, (T.FloatType, T.DoubleType))
+        )
+    ):
+        _fail_column(
+            params.getFeaturesCol(),
+            "must hold a Vector or array<float|double> per row",
+            features.simpleString(),
+            "Assemble features with VectorAssembler, HashingTF or array_to_vector.",
+        )
+    doc = fields[params.getDocIdCol()]
+    if not isinstance(doc, (T.StringType, T.IntegralType)):
+        _fail_column(
+            params.getDocIdCol(),
+            "must hold a string or integer document id",
+            doc.simpleString(),
+            "Cast it to string.",
+        )
+    position = fields[params.getPositionCol()]
+    if not isinstance(position, T.NumericType):
+        _fail_column(
+            params.getPositionCol(),
+            "must hold a numeric position",
+            position.simpleString(),
+            "Cast it to int or double.",
+        )
+    if with_label and not isinstance(fields[params.getLabelCol()], T.NumericType):
+        _fail_column(
+            params.getLabelCol(),
+            "must hold a numeric class index 0..K-1",
+            fields[params.getLabelCol()].simpleString(),
+            "Index string labels with StringIndexer.",
+        )
+
+
+def _labels_from_metadata(schema: T.StructType, label_col: str) -> list[str] | None:
+    """Class names StringIndexer left in the label column's ML attributes."""
+    attrs = schema[label_col].metadata.get("ml_attr", {})
+    values = attrs.get("vals")
+    return [str(v) for v in values] if values else None
+
+
+class BiLSTMClassifier(Estimator, _BiLSTMParams):
+    """Labels each position of a document with a class-weighted bidirectional LSTM.
+
+    Rows are positions (lines, paragraphs); rows sharing ``docIdCol`` form one
+    document, ordered by ``positionCol``. Training runs on the driver with
+    Keras; the fitted :class:`BiLSTMClassificationModel` predicts on the
+    executors.
+
+    Parameters
+    ----------
+    featuresCol, labelCol, docIdCol, positionCol : str
+        Input columns: a Vector or array<float|double>, the class index as
+        double (StringIndexer output), the document id, the position.
+    predictionCol, probabilityCol, rawPredictionCol : str
+        Output columns of the fitted model.
+    labels : list of str, optional
+        Class names by index; by default read from the label column's metadata.
+    windowSize, windowStride : int
+        Positions per window (50) and the prediction stride (= windowSize).
+    hiddenSize, numLayers, dropout : network shape (128, 2, 0.3).
+    epochs, batchSize, learningRate, seed, validationFraction : training (10, 32, 1e-3, 0, 0.0).
+    predictBatchSize : int
+        Windows per prediction call on the executors (256).
+    weightStrategy : str
+        "none", "inverse" (default), "balanced", "sqrt_inverse" or "effective_number".
+    classWeights : dict, optional
+        Explicit weights by label name or index; overrides weightStrategy.
+
+    Examples
+    --------
+    >>> clf = BiLSTMClassifier(windowSize=20, epochs=5, weightStrategy="balanced")
+    >>> model = clf.fit(train_df)                                     # doctest: +SKIP
+    >>> model.transform(test_df).select("doc_id", "prediction")       # doctest: +SKIP
+    """
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        featuresCol: str | None = None,
+        labelCol: str | None = None,
+        docIdCol: str | None = None,
+        positionCol: str | None = None,
+        predictionCol: str | None = None,
+        probabilityCol: str | None = None,
+        rawPredictionCol: str | None = None,
+        labels: list[str] | None = None,
+        windowSize: int | None = None,
+        windowStride: int | None = None,
+        hiddenSize: int | None = None,
+        numLayers: int | None = None,
+        dropout: float | None = None,
+        epochs: int | None = None,
+        batchSize: int | None = None,
+        learningRate: float | None = None,
+        seed: int | None = None,
+        validationFraction: float | None = None,
+        predictBatchSize: int | None = None,
+        weightStrategy: str | None = None,
+        effectiveNumberBeta: float | None = None,
+        classWeights: dict[str, float] | None = None,
+    ):
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self,
+        *,
+        featuresCol: str | None = None,
+        labelCol: str | None = None,
+        docIdCol: str | None = None,
+        positionCol: str | None = None,
+        predictionCol: str | None = None,
+        probabilityCol: str | None = None,
+        rawPredictionCol: str | None = None,
+        labels: list[str] | None = None,
+        windowSize: int | None = None,
+        windowStride: int | None = None,
+        hiddenSize: int | None = None,
+        numLayers: int | None = None,
+        dropout: float | None = None,
+        epochs: int | None = None,
+        batchSize: int | None = None,
+        learningRate: float | None = None,
+        seed: int | None = None,
+        validationFraction: float | None = None,
+        predictBatchSize: int | None = None,
+        weightStrategy: str | None = None,
+        effectiveNumberBeta: float | None = None,
+        classWeights: dict[str, float] | None = None,
+    ) -> "BiLSTMClassifier":
+        """Set Params by keyword; None leaves a Param as it is."""
+        return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
+
+    def setFeaturesCol(self, value: str) -> "BiLSTMClassifier":
+        return self._set(featuresCol=value)
+
+    def setLabelCol(self, value: str) -> "BiLSTMClassifier":
+        return self._set(labelCol=value)
+
+    def setDocIdCol(self, value: str) -> "BiLSTMClassifier":
+        return self._set(docIdCol=value)
+
+    def setPositionCol(self, value: str) -> "BiLSTMClassifier":
+        return self._set(positionCol=value)
+
+    def setPredictionCol(self, value: str) -> "BiLSTMClassifier":
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> "BiLSTMClassifier":
+        return self._set(probabilityCol=value)
+
+    def setRawPredictionCol(self, value: str) -> "BiLSTMClassifier":
+        return self._set(rawPredictionCol=value)
+
+    def setLabels(self, value: list[str]) -> "BiLSTMClassifier":
+        return self._set(labels=value)
+
+    def setWindowSize(self, value: int) -> "BiLSTMClassifier":
+        return self._set(windowSize=value)
+
+    def setWindowStride(self, value: int) -> "BiLSTMClassifier":
+        return self._set(windowStride=value)
+
+    def setHiddenSize(self, value: int) -> "BiLSTMClassifier":
+        return self._set(hiddenSize=value)
+
+    def setNumLayers(self, value: int) -> "BiLSTMClassifier":
+        return self._set(numLayers=value)
+
+    def setDropout(self, value: float) -> "BiLSTMClassifier":
+        return self._set(dropout=value)
+
+    def setEpochs(self, value: int) -> "BiLSTMClassifier":
+        return self._set(epochs=value)
+
+    def setBatchSize(self, value: int) -> "BiLSTMClassifier":
+        return self._set(batchSize=value)
+
+    def setLearningRate(self, value: float) -> "BiLSTMClassifier":
+        return self._set(learningRate=value)
+
+    def setSeed(self, value: int) -> "BiLSTMClassifier":
+        return self._set(seed=value)
+
+    def setValidationFraction(self, value: float) -> "BiLSTMClassifier":
+        return self._set(validationFraction=value)
+
+    def setPredictBatchSize(self, value: int) -> "BiLSTMClassifier":
+        return self._set(predictBatchSize=value)
+
+    def setWeightStrategy(self, value: str) -> "BiLSTMClassifier":
+        return self._set(weightStrategy=value)
+
+    def setEffectiveNumberBeta(self, value: float) -> "BiLSTMClassifier":
+        return self._set(effectiveNumberBeta=value)
+
+    def setClassWeights(self, value: dict[str, float]) -> "BiLSTMClassifier":
+        return self._set(classWeights=value)
+
+    def _label_distribution(self, dataset: DataFrame) -> tuple[list[str], list[int]]:
+        """Class names and per-class counts, from one aggregation in Spark."""
+        label_col = self.getLabelCol()
+        rows = dataset.groupBy(label_col).count().collect()
+        counts = {row[0]: int(row[1]) for row in rows}
+        if None in counts:
+            raise ValueError(
+                f"Column {label_col!r} has {counts[None]} null labels. Drop them before fit."
+            )
+        if not counts:
+            raise ValueError("The training DataFrame is empty: fit needs labelled rows.")
+        bad = [v for v in counts if float(v) != int(v) or v < 0]
+        if bad:
+            raise ValueError(
+                f"Column {label_col!r} must hold class indices 0..K-1. Received: "
+                f"{sorted(bad)[:5]}. Index labels with StringIndexer."
+            )
+        if self.isDefined(self.labels):
+            labels = self.getLabels()
+        else:
+            labels = _labels_from_metadata(dataset.schema, label_col) or [
+                str(i) for i in range(int(max(counts)) + 1)
+            ]
+        outside = sorted(v for v in counts if int(v) >= len(labels))
+        if outside:
+            raise ValueError(
+                f"Column {label_col!r} has label values {outside[:5]} outside 0..{len(labels) - 1} "
+                f"(labels: {labels}). Set the labels Param to all class names, or re-index."
+            )
+        by_index = [0] * len(labels)
+        for value, count in counts.items():
+            by_index[int(value)] = count
+        return labels, by_index
+
+    def _fit(self, dataset: DataFrame) -> "BiLSTMClassificationModel":
+        from skol_spark.network import weights_to_bytes
+        from skol_spark.training import (
+            TrainingConfig,
+            arrow_to_training_data,
+            history_to_json,
+            train_network,
+            verify_rebuild,
+        )
+
+        self._check_window_params()
+        _check_input_schema(self, dataset.schema, with_label=True)
+        labels, counts = self._label_distribution(dataset)
+        explicit = self.getClassWeights() if self.isDefined(self.classWeights) else None
+        class_weights = resolve_class_weights(
+            counts, labels, self.getWeightStrategy(), explicit, self.getEffectiveNumberBeta()
+        )
+        logger.info(
+            "class weights: %s",
+            ", ".join(f"{name}={w:.4g} (n={n})" for name, w, n in zip(labels, class_weights, counts)),
+        )
+        columns = [self.getDocIdCol(), self.getPositionCol(), self.getLabelCol(), self.getFeaturesCol()]
+        table = _to_arrow(dataset.select(*[F.col(f"`{c}`") for c in columns]))
+        data = arrow_to_training_data(table, *columns)
+        del table
+        config = TrainingConfig(
+            window=self.getWindowSize(),
+            num_classes=len(labels),
+            class_weights=class_weights,
+            hidden_size=self.getHiddenSize(),
+            num_layers=self.getNumLayers(),
+            dropout=self.getDropout(),
+            epochs=self.getEpochs(),
+            batch_size=self.getBatchSize(),
+            learning_rate=self.getLearningRate(),
+            seed=self.getSeed(),
+            validation_fraction=self.getValidationFraction(),
+            predict_batch_windows=self.getPredictBatchSize(),
+        )
+        network, history = train_network(data, config)
+        verify_rebuild(network, data, config)
+        model = BiLSTMClassificationModel()
+        model._resetUid(self.uid)
+        self._copyValues(model)
+        body = weights_to_bytes(network.get_weights())
+        model._set(
+            labels=labels,
+            modelJson=network.to_json(),
+            modelWeights=base64.b64encode(body).decode("ascii"),
+            numFeatures=data.num_features,
+            classWeightsUsed=class_weights,
+            trainingHistory=history_to_json(history),
+        )
+        return model
+
+
+def _to_arrow(df: DataFrame) -> pa.Table:
+    """Collect a DataFrame as an Arrow table (Spark 4's toArrow, or 3.5's private path)."""
+    if hasattr(df, "toArrow"):
+        return df.toArrow()
+    return pa.Table.from_batches(df._collect_as_arrow())  # Spark 3.5
+
+
+class BiLSTMClassificationModel(Model, _BiLSTMModelParams):
+    """A fitted :class:`BiLSTMClassifier`: the network's JSON and weights as Params.
+
+    ``transform`` groups rows by document on the executors, rebuilds the
+    network once per Python worker, and adds ``predictionCol`` (double),
+    ``probabilityCol`` and ``rawPredictionCol`` (log-probabilities, Vectors) to
+    every input row. The output works with ``MulticlassClassificationEvaluator``.
+
+    Examples
+    --------
+    >>> model = BiLSTMClassifier(epochs=3).fit(train_df)     # doctest: +SKIP
+    >>> model.labels_, model.history["loss"]                 # doctest: +SKIP
+    >>> model.transform(test_df).show()                      # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def setFeaturesCol(self, value: str) -> "BiLSTMClassificationModel":
+        return self._set(featuresCol=value)
+
+    def setDocIdCol(self, value: str) -> "BiLSTMClassificationModel":
+        return self._set(docIdCol=value)
+
+    def setPositionCol(self, value: str) -> "BiLSTMClassificationModel":
+        return self._set(positionCol=value)
+
+    def setPredictionCol(self, value: str) -> "BiLSTMClassificationModel":
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value: str) -> "BiLSTMClassificationModel":
+        return self._set(probabilityCol=value)
+
+    def setRawPredictionCol(self, value: str) -> "BiLSTMClassificationModel":
+        return self._set(rawPredictionCol=value)
+
+    def setWindowStride(self, value: int) -> "BiLSTMClassificationModel":
+        return self._set(windowStride=value)
+
+    def setPredictBatchSize(self, value: int) -> "BiLSTMClassificationModel":
+        return self._set(predictBatchSize=value)
+
+    @property
+    def labels_(self) -> list[str]:
+        """Class names by prediction index."""
+        return self.getLabels()
+
+    @property
+    def numClasses(self) -> int:
+        return len(self.getLabels())
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Per-epoch training loss and validation metrics."""
+        return json.loads(self.getTrainingHistory()) if self.isDefined(self.trainingHistory) else {}
+
+    def weightsBody(self) -> bytes:
+        """The weights as an ``.npz`` body."""
+        return base64.b64decode(self.getModelWeights())
+
+    def getKerasModel(self) -> Any:
+        """The network, rebuilt from its JSON (uncompiled) with the trained weights."""
+        from skol_spark.network import model_from_json, weights_from_bytes
+
+        network = model_from_json(self.getModelJson(), compile=False)
+        network.set_weights(weights_from_bytes(self.weightsBody()))
+        return network
+
+    def _predict_spec(self) -> PredictSpec:
+        from skol_spark.network import weights_digest
+
+        weights = self.getModelWeights()
+        return PredictSpec(
+            model_json=self.getModelJson(),
+            weights_b64=weights,
+            digest=weights_digest(weights.encode("ascii")),
+            window=self.getWindowSize(),
+            stride=self.getWindowStride(),
+            batch_windows=self.getPredictBatchSize(),
+            num_classes=self.numClasses,
+            num_features=self.getNumFeatures(),
+            features_col=self.getFeaturesCol(),
+            doc_col=self.getDocIdCol(),
+            position_col=self.getPositionCol(),
+            vector_output=_USE_ARROW_UDF,
+        )
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        self._check_window_params()
+        _check_input_schema(self, dataset.schema, with_label=False)
+        outputs = [self.getPredictionCol(), self.getProbabilityCol(), self.getRawPredictionCol()]
+        clash = [c for c in outputs if c in dataset.columns]
+        if clash:
+            raise ValueError(
+                f"Output column(s) {clash} already exist in the input. Received columns: "
+                f"{dataset.columns}. Drop them or set predictionCol/probabilityCol/rawPredictionCol."
+            )
+        doc, position, features = self.getDocIdCol(), self.getPositionCol(), self.getFeaturesCol()
+        label_udf = _labeling_udf(self._predict_spec())
+        feature_input = F.col(f"`{features}`")
+        if not _USE_ARROW_UDF and isinstance(dataset.schema[features].dataType, VectorUDT):
+            from pyspark.ml.functions import vector_to_array
+
+            feature_input = vector_to_array(feature_input, "float32")
+        grouped = dataset.repartition(F.col(f"`{doc}`")).sortWithinPartitions(
+            F.col(f"`{doc}`"), F.col(f"`{position}`")
+        )
+        labelled = grouped.withColumn(
+            _OUTPUT,
+            label_udf(F.struct(F.col(f"`{doc}`"), F.col(f"`{position}`"), feature_input)),
+        )
+        probability = F.col(f"{_OUTPUT}.probability")
+        raw = F.col(f"{_OUTPUT}.rawPrediction")
+        if not _USE_ARROW_UDF:
+            from pyspark.ml.functions import array_to_vector
+
+            probability, raw = array_to_vector(probability), array_to_vector(raw)
+        return labelled.select(
+            *[F.col(f"`{c}`") for c in dataset.columns],
+            F.col(f"{_OUTPUT}.prediction").alias(outputs[0]),
+            probability.alias(outputs[1]),
+            raw.alias(outputs[2]),
+        )
+
+
+def _labeling_udf(spec: PredictSpec) -> Any:
+    """The per-partition labeling UDF; its closure holds ``spec`` and nothing else."""
+    if spec.vector_output:
+        return_type = T.StructType(
+            [
+                T.StructField("prediction", T.DoubleType()),
+                T.StructField("probability", VectorUDT()),
+                T.StructField("rawPrediction", VectorUDT()),
+            ]
+        )
+
+        def label_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
+            from skol_spark.predict import label_partition
+
+            yield from label_partition(_with_task_cpus(spec), batches)
+
+        return F.arrow_udf(label_arrow, return_type).asNondeterministic()
+
+    import pandas as pd
+
+    return_type = T.StructType(
+        [
+            T.StructField("prediction", T.DoubleType()),
+            T.StructField("probability", T.ArrayType(T.DoubleType())),
+            T.StructField("rawPrediction", T.ArrayType(T.DoubleType())),
+        ]
+    )
+
+    def label_pandas(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from skol_spark.predict import label_partition
+
+        arrays = (
+            pa.Table.from_pandas(frame, preserve_index=False).to_struct_array().combine_chunks()
+            for frame in frames
+        )
+        for out in label_partition(_with_task_cpus(spec), arrays):
+            yield pa.Table.from_struct_array(out).to_pandas()
+
+    return F.pandas_udf(label_pandas, return_type).asNondeterministic()
+
+
+def _with_task_cpus(spec: PredictSpec) -> PredictSpec:
+    """``spec`` with the number of cores Spark gave the running task."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    cpus = context.cpus() if context is not None else 0
+    return dataclasses.replace(spec, cpus=cpus)
+

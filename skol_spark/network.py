@@ -1,0 +1,223 @@
+"""The Keras side: the BiLSTM network, its class-weighted loss, and rebuilding it.
+
+Everything here is plain Keras 3 (``keras.ops``), so it runs on the driver and
+on executors alike and has no Spark dependency.
+
+The original SKOL code compiled its network with a closure loss; Keras saved
+only the closure's name, and every rebuild failed with
+``TypeError: Could not locate function 'weighted_categorical_crossentropy'``.
+Two things prevent that here:
+
+* :class:`WeightedSparseCategoricalCrossentropy` is a registered ``Loss`` whose
+  ``get_config`` carries the class weights, so compiled models round-trip;
+* :func:`model_from_json` drops the compile configuration before deserializing
+  (``keras.models.model_from_json`` has no ``compile`` argument), so even a
+  model compiled with an unknown loss rebuilds for inference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+import keras
+from keras import layers, ops
+
+__all__ = [
+    "WeightedSparseCategoricalCrossentropy",
+    "build_network",
+    "model_from_json",
+    "weights_to_bytes",
+    "weights_from_bytes",
+    "weights_digest",
+]
+
+FEATURES_INPUT = "features"
+MASK_INPUT = "mask"
+
+
+@keras.saving.register_keras_serializable(package="skol_spark")
+class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels, each position weighted by its class.
+
+    Parameters
+    ----------
+    class_weights : sequence of float
+        One weight per class, indexed by label.
+    from_logits : bool, default False
+        Whether ``y_pred`` holds logits rather than probabilities.
+
+    Keras masks (from the network's padding mask) zero the padded positions
+    and the mean is taken over real positions only.
+
+    Examples
+    --------
+    >>> loss = WeightedSparseCategoricalCrossentropy([1.0, 5.0])
+    >>> float(loss(np.array([[1]]), np.array([[[0.5, 0.5]]])))  # doctest: +ELLIPSIS
+    3.46...
+    """
+
+    def __init__(
+        self,
+        class_weights: Sequence[float],
+        from_logits: bool = False,
+        reduction: str = "sum_over_batch_size",
+        name: str = "weighted_sparse_categorical_crossentropy",
+        dtype: Any = None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        weights = [float(w) for w in class_weights]
+        if not weights or any(not np.isfinite(w) or w < 0 for w in weights):
+            raise ValueError(
+                "Expected class_weights to be a non-empty list of finite, "
+                f"non-negative numbers. Received: class_weights={list(class_weights)}"
+            )
+        self.class_weights = weights
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        # Sequence outputs: (batch, steps) labels against (batch, steps, K).
+        if len(y_true.shape) == len(y_pred.shape):
+            y_true = ops.squeeze(y_true, axis=-1)
+        per_position = keras.losses.sparse_categorical_crossentropy(
+            y_true, y_pred, from_logits=self.from_logits
+        )
+        weights = ops.take(
+            ops.convert_to_tensor(self.class_weights, dtype=per_position.dtype),
+            y_true,
+        )
+        return per_position * weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"class_weights": list(self.class_weights), "from_logits": self.from_logits}
+        )
+        return config
+
+
+def build_network(
+    window_size: int,
+    num_features: int,
+    num_classes: int,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    dropout: float = 0.3,
+    seed: int | None = None,
+) -> keras.Model:
+    """The functional BiLSTM: ``[features (W, D), mask (W,)] -> softmax (W, K)``.
+
+    The boolean mask input marks real positions; padded positions are skipped
+    by both LSTM directions, so a position's prediction never depends on how
+    much padding follows it, and the mask reaches the loss through Keras'
+    mask propagation.
+    """
+    if num_layers < 1:
+        raise ValueError(f"Expected num_layers >= 1. Received: num_layers={num_layers}")
+    features = keras.Input(shape=(window_size, num_features), name=FEATURES_INPUT)
+    mask = keras.Input(shape=(window_size,), dtype="bool", name=MASK_INPUT)
+    x = features
+    for i in range(num_layers):
+        x = layers.Bidirectional(
+            layers.LSTM(
+                hidden_size,
+                return_sequences=True,
+                dropout=dropout,
+                seed=None if seed is None else seed + i,
+            ),
+            name=f"bilstm_{i}",
+        )(x, mask=mask)
+        if dropout > 0:
+            x = layers.Dropout(dropout, seed=None if seed is None else seed + 100 + i)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs=[features, mask], outputs=outputs, name="skol_bilstm")
+
+
+def _strip_compile_config(config: Any) -> Any:
+    """Remove what a compiled model's JSON says about its loss and optimizer."""
+    if isinstance(config, dict):
+        return {
+            k: _strip_compile_config(v)
+            for k, v in config.items()
+            if k not in ("compile_config", "training_config")
+        }
+    return config
+
+
+def model_from_json(
+    json_string: str,
+    custom_objects: dict | None = None,
+    compile: bool = False,
+    safe_mode: bool = True,
+) -> keras.Model:
+    """Rebuild a Keras model from its architecture JSON.
+
+    Parameters
+    ----------
+    json_string : str
+        What ``model.to_json()`` returned.
+    custom_objects : dict, optional
+        Extra classes or functions for deserialization.
+    compile : bool, default False
+        With False (the point of this function) the compile configuration
+        (loss, optimizer, metrics) is dropped before deserializing, so a model
+        compiled with a loss Keras cannot locate still rebuilds for inference.
+        With True the configuration is kept and Keras compiles the model, which
+        needs every object it names to be registered or in ``custom_objects``.
+    safe_mode : bool, default True
+        Keras safe mode: refuses ``Lambda`` layers and other arbitrary code.
+
+    Returns
+    -------
+    keras.Model
+        The uncompiled (or compiled) model, with freshly initialized weights.
+
+    Examples
+    --------
+    >>> net = model_from_json(trained.to_json())  # doctest: +SKIP
+    >>> net.set_weights(trained.get_weights())    # doctest: +SKIP
+    """
+    try:
+        config = json.loads(json_string)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            "Expected a Keras model JSON string (from model.to_json()). "
+            f"Received something that is not JSON: {exc}"
+        ) from exc
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(
+            "Expected a Keras model JSON object with a 'class_name'. "
+            f"Received: {str(json_string)[:80]!r}"
+        )
+    if not compile:
+        config = _strip_compile_config(config)
+    return keras.saving.deserialize_keras_object(
+        config, custom_objects=custom_objects, safe_mode=safe_mode
+    )
+
+
+def weights_to_bytes(weights: Sequence[np.ndarray]) -> bytes:
+    """Serialize a list of weight arrays as an ``.npz`` body (no pickle)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"w{i:04d}": np.asarray(w) for i, w in enumerate(weights)})
+    return buffer.getvalue()
+
+
+def weights_from_bytes(body: bytes) -> list[np.ndarray]:
+    """Inverse of :func:`weights_to_bytes`; refuses pickled object arrays."""
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
+            names = sorted(archive.files)
+            return [archive[name] for name in names]
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"Could not read model weights: the body is not a valid .npz ({exc})") from exc
+
+
+def weights_digest(body: bytes) -> str:
+    """SHA-256 of a weights body, used as the per-worker cache key and checksum."""
+    return hashlib.sha256(body).hexdigest()

@@ -1,0 +1,311 @@
+"""Params shared by :class:`BiLSTMClassifier` and :class:`BiLSTMClassificationModel`.
+
+Each Param is declared once here, with its doc string, a type converter that
+rejects bad values when they are set, and one default.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import (
+    HasFeaturesCol,
+    HasLabelCol,
+    HasPredictionCol,
+    HasProbabilityCol,
+    HasRawPredictionCol,
+    HasSeed,
+)
+
+__all__ = ["WEIGHT_STRATEGIES", "_BiLSTMParams", "_BiLSTMModelParams"]
+
+WEIGHT_STRATEGIES = ("none", "inverse", "balanced", "sqrt_inverse", "effective_number")
+
+
+def _checked(
+    name: str, convert: Callable[[Any], Any], check: Callable[[Any], bool], expected: str
+) -> Callable[[Any], Any]:
+    """A type converter for Param ``name`` that also checks the value's range."""
+
+    def converter(value: Any) -> Any:
+        converted = convert(value)
+        if not check(converted):
+            raise ValueError(f"Expected {name} to be {expected}. Received: {name}={value!r}")
+        return converted
+
+    return converter
+
+
+def _positive_int(name: str) -> Callable[[Any], int]:
+    return _checked(name, TypeConverters.toInt, lambda v: v > 0, "a positive integer")
+
+
+def _to_class_weights(value: Any) -> dict[str, float]:
+    """Explicit class weights: a dict keyed by label name or index, or a list by index."""
+    if isinstance(value, (list, tuple)):
+        value = dict(enumerate(value))
+    if not isinstance(value, dict):
+        raise TypeError(
+            "Expected classWeights as a dict {label name or index: weight} or a list "
+            f"of weights by label index. Received: {type(value).__name__}"
+        )
+    weights = {}
+    for key, weight in value.items():
+        weight = float(weight)
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(
+                "Expected classWeights values to be finite and >= 0. "
+                f"Received: {key!r}: {weight!r}"
+            )
+        weights[str(key)] = weight
+    return weights
+
+
+class _BiLSTMParams(
+    HasFeaturesCol,
+    HasLabelCol,
+    HasPredictionCol,
+    HasProbabilityCol,
+    HasRawPredictionCol,
+    HasSeed,
+):
+    """Params of both the estimator and the model."""
+
+    docIdCol: "Param[str]" = Param(
+        Params._dummy(),
+        "docIdCol",
+        "document id column: rows with the same id form one sequence.",
+        typeConverter=TypeConverters.toString,
+    )
+    positionCol: "Param[str]" = Param(
+        Params._dummy(),
+        "positionCol",
+        "position column: orders the rows of a document (line or paragraph number).",
+        typeConverter=TypeConverters.toString,
+    )
+    labels: "Param[list[str]]" = Param(
+        Params._dummy(),
+        "labels",
+        "class names by label index; taken from the label column's ML attributes "
+        "(StringIndexer) when not set.",
+        typeConverter=TypeConverters.toListString,
+    )
+    windowSize: "Param[int]" = Param(
+        Params._dummy(),
+        "windowSize",
+        "positions per window the network sees (> 0).",
+        typeConverter=_positive_int("windowSize"),
+    )
+    windowStride: "Param[int]" = Param(
+        Params._dummy(),
+        "windowStride",
+        "step between prediction windows (0 < stride <= windowSize; default windowSize). "
+        "Overlapping windows average their probabilities.",
+        typeConverter=_positive_int("windowStride"),
+    )
+    hiddenSize: "Param[int]" = Param(
+        Params._dummy(),
+        "hiddenSize",
+        "LSTM units per direction (> 0).",
+        typeConverter=_positive_int("hiddenSize"),
+    )
+    numLayers: "Param[int]" = Param(
+        Params._dummy(),
+        "numLayers",
+        "number of stacked bidirectional LSTM layers (> 0).",
+        typeConverter=_positive_int("numLayers"),
+    )
+    dropout: "Param[float]" = Param(
+        Params._dummy(),
+        "dropout",
+        "dropout rate after each LSTM layer and on its inputs, in [0, 1).",
+        typeConverter=_checked(
+            "dropout", TypeConverters.toFloat, lambda v: 0 <= v < 1, "a rate in [0, 1)"),
+    )
+    epochs: "Param[int]" = Param(
+        Params._dummy(), "epochs", "training epochs (> 0).", typeConverter=_positive_int("epochs")
+    )
+    batchSize: "Param[int]" = Param(
+        Params._dummy(),
+        "batchSize",
+        "training windows per gradient step (> 0).",
+        typeConverter=_positive_int("batchSize"),
+    )
+    learningRate: "Param[float]" = Param(
+        Params._dummy(),
+        "learningRate",
+        "Adam learning rate (> 0).",
+        typeConverter=_checked(
+            "learningRate", TypeConverters.toFloat, lambda v: v > 0, "a positive number"),
+    )
+    validationFraction: "Param[float]" = Param(
+        Params._dummy(),
+        "validationFraction",
+        "share of documents held out for per-epoch validation metrics, in [0, 1); 0 = none.",
+        typeConverter=_checked(
+            "validationFraction", TypeConverters.toFloat, lambda v: 0 <= v < 1, "a fraction in [0, 1)"
+        ),
+    )
+    predictBatchSize: "Param[int]" = Param(
+        Params._dummy(),
+        "predictBatchSize",
+        "windows per prediction call on the executors (> 0).",
+        typeConverter=_positive_int("predictBatchSize"),
+    )
+    weightStrategy: "Param[str]" = Param(
+        Params._dummy(),
+        "weightStrategy",
+        "how class weights follow from the label distribution: "
+        + ", ".join(WEIGHT_STRATEGIES)
+        + ". Ignored when classWeights is set.",
+        typeConverter=_checked(
+            "weightStrategy", TypeConverters.toString,
+            lambda v: v in WEIGHT_STRATEGIES,
+            "one of " + ", ".join(WEIGHT_STRATEGIES),
+        ),
+    )
+    effectiveNumberBeta: "Param[float]" = Param(
+        Params._dummy(),
+        "effectiveNumberBeta",
+        "beta of the 'effective_number' strategy (Cui et al. 2019), in [0, 1).",
+        typeConverter=_checked(
+            "effectiveNumberBeta", TypeConverters.toFloat, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    )
+    classWeights: "Param[dict[str, float]]" = Param(
+        Params._dummy(),
+        "classWeights",
+        "explicit class weights {label name or index: weight}; classes left out get 1.0. "
+        "Overrides weightStrategy.",
+        typeConverter=_to_class_weights,
+    )
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._setDefault(
+            docIdCol="doc_id",
+            positionCol="line_number",
+            windowSize=50,
+            hiddenSize=128,
+            numLayers=2,
+            dropout=0.3,
+            epochs=10,
+            batchSize=32,
+            learningRate=0.001,
+            seed=0,
+            validationFraction=0.0,
+            predictBatchSize=256,
+            weightStrategy="inverse",
+            effectiveNumberBeta=0.999,
+        )
+
+    def getDocIdCol(self) -> str:
+        return self.getOrDefault(self.docIdCol)
+
+    def getPositionCol(self) -> str:
+        return self.getOrDefault(self.positionCol)
+
+    def getLabels(self) -> list[str]:
+        return self.getOrDefault(self.labels)
+
+    def getWindowSize(self) -> int:
+        return self.getOrDefault(self.windowSize)
+
+    def getWindowStride(self) -> int:
+        """The prediction stride; windowSize when not set."""
+        if self.isDefined(self.windowStride):
+            return self.getOrDefault(self.windowStride)
+        return self.getWindowSize()
+
+    def getHiddenSize(self) -> int:
+        return self.getOrDefault(self.hiddenSize)
+
+    def getNumLayers(self) -> int:
+        return self.getOrDefault(self.numLayers)
+
+    def getDropout(self) -> float:
+        return self.getOrDefault(self.dropout)
+
+    def getEpochs(self) -> int:
+        return self.getOrDefault(self.epochs)
+
+    def getBatchSize(self) -> int:
+        return self.getOrDefault(self.batchSize)
+
+    def getLearningRate(self) -> float:
+        return self.getOrDefault(self.learningRate)
+
+    def getValidationFraction(self) -> float:
+        return self.getOrDefault(self.validationFraction)
+
+    def getPredictBatchSize(self) -> int:
+        return self.getOrDefault(self.predictBatchSize)
+
+    def getWeightStrategy(self) -> str:
+        return self.getOrDefault(self.weightStrategy)
+
+    def getEffectiveNumberBeta(self) -> float:
+        return self.getOrDefault(self.effectiveNumberBeta)
+
+    def getClassWeights(self) -> dict[str, float]:
+        return self.getOrDefault(self.classWeights)
+
+    def _check_window_params(self) -> None:
+        """Cross-param checks the per-Param converters cannot make."""
+        if self.getWindowStride() > self.getWindowSize():
+            raise ValueError(
+                "Expected windowStride <= windowSize, so that windows cover every "
+                f"position. Received: windowStride={self.getWindowStride()}, "
+                f"windowSize={self.getWindowSize()}. Lower windowStride or leave it unset."
+            )
+
+
+class _BiLSTMModelParams(_BiLSTMParams):
+    """What a fitted model adds: the network, its weights, and what training used."""
+
+    modelJson: "Param[str]" = Param(
+        Params._dummy(),
+        "modelJson",
+        "Keras architecture JSON of the trained network (model.to_json()).",
+        typeConverter=TypeConverters.toString,
+    )
+    modelWeights: "Param[str]" = Param(
+        Params._dummy(),
+        "modelWeights",
+        "trained weights: an .npz body (no pickle), base64-encoded.",
+        typeConverter=TypeConverters.toString,
+    )
+    numFeatures: "Param[int]" = Param(
+        Params._dummy(),
+        "numFeatures",
+        "length of the feature vectors the network expects.",
+        typeConverter=_positive_int("numFeatures"),
+    )
+    classWeightsUsed: "Param[list[float]]" = Param(
+        Params._dummy(),
+        "classWeightsUsed",
+        "class weights training used, by label index.",
+        typeConverter=TypeConverters.toListFloat,
+    )
+    trainingHistory: "Param[str]" = Param(
+        Params._dummy(),
+        "trainingHistory",
+        "per-epoch training loss and validation metrics, as JSON.",
+        typeConverter=TypeConverters.toString,
+    )
+
+    def getModelJson(self) -> str:
+        return self.getOrDefault(self.modelJson)
+
+    def getModelWeights(self) -> str:
+        return self.getOrDefault(self.modelWeights)
+
+    def getNumFeatures(self) -> int:
+        return self.getOrDefault(self.numFeatures)
+
+    def getClassWeightsUsed(self) -> list[float]:
+        return self.getOrDefault(self.classWeightsUsed)
+
+    def getTrainingHistory(self) -> str:
+        return self.getOrDefault(self.trainingHistory)

@@ -1,0 +1,233 @@
+"""Executor side: label the rows of one Spark partition.
+
+Runs inside Spark's Python workers. It imports numpy and pyarrow at module
+level and Keras lazily, never pyspark, so it can be tested without Spark.
+
+The network is rebuilt from its architecture JSON at most once per Python
+worker and kept in a small module-level cache keyed by the SHA-256 of its
+weights. Module state is the only state that outlives a task in a reused
+worker; a cache in a closure would be pickled, and rebuilt, with every task.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from skol_spark.windows import dense_features, document_lengths, document_starts, predict_block
+
+__all__ = ["PredictSpec", "label_partition", "get_network", "build_count"]
+
+logger = logging.getLogger(__name__)
+
+_CACHE_SIZE = 4
+_cache: "OrderedDict[str, Callable]" = OrderedDict()
+_cache_lock = threading.Lock()
+_builds: dict[str, int] = {}
+_threads_configured = False
+
+
+@dataclass(frozen=True)
+class PredictSpec:
+    """Everything a worker needs, copied out of the model before the UDF is made."""
+
+    model_json: str
+    weights_b64: str
+    digest: str
+    window: int
+    stride: int
+    batch_windows: int
+    num_classes: int
+    num_features: int
+    features_col: str
+    doc_col: str
+    position_col: str
+    vector_output: bool = True
+    cpus: int = 0
+
+
+def build_count(digest: str | None = None) -> int:
+    """How many times this process built a network (for ``digest``, or in all)."""
+    if digest is None:
+        return sum(_builds.values())
+    return _builds.get(digest, 0)
+
+
+def _configure_threads(cpus: int) -> None:
+    """Size TensorFlow's pools to the cores the task owns, once per process."""
+    global _threads_configured
+    if _threads_configured:
+        return
+    _threads_configured = True
+    if cpus <= 0:
+        return
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(cpus)
+    except RuntimeError:  # TensorFlow already initialized in this process.
+        logger.debug("TensorFlow threads already configured")
+
+
+def _make_forward(model: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A compiled forward pass over fixed-shape batches."""
+    import keras
+
+    with_mask = len(model.inputs) == 2
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if with_mask:
+            fn = tf.function(lambda x, m: model([x, m], training=False))
+            return lambda x, m: fn(x, m).numpy()
+        fn1 = tf.function(lambda x: model(x, training=False))
+        return lambda x, m: fn1(x).numpy()
+    if with_mask:
+        return lambda x, m: keras.ops.convert_to_numpy(model([x, m], training=False))
+    return lambda x, m: keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def get_network(model_json: str, weights_b64: str, digest: str) -> Callable:
+    """The forward pass for these weights, rebuilt once per process and cached."""
+    with _cache_lock:
+        forward = _cache.get(digest)
+        if forward is not None:
+            _cache.move_to_end(digest)
+            return forward
+    from skol_spark.network import model_from_json, weights_from_bytes
+
+    model = model_from_json(model_json, compile=False)
+    model.set_weights(weights_from_bytes(base64.b64decode(weights_b64)))
+    forward = _make_forward(model)
+    with _cache_lock:
+        _cache[digest] = forward
+        _builds[digest] = _builds.get(digest, 0) + 1
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    logger.info("built network %s in process %d", digest[:12], os.getpid())
+    return forward
+
+
+def _check_keys(spec: PredictSpec, docs: pa.Array, positions: pa.Array) -> None:
+    """Clear errors for rows the model cannot place (handled properly later)."""
+    for name, column in ((spec.doc_col, docs), (spec.position_col, positions)):
+        if column.null_count:
+            raise ValueError(
+                f"Column {name!r} has {column.null_count} null values; every row needs a "
+                "document id and a position. Drop or fill them before transform."
+            )
+    pos = positions.to_numpy(zero_copy_only=False)
+    if pos.dtype.kind == "f" and np.isnan(pos).any():
+        raise ValueError(f"Column {spec.position_col!r} has NaN positions; drop or fill them.")
+    if len(pos) > 1:
+        ids = docs.to_numpy(zero_copy_only=False)
+        same = (ids[1:] == ids[:-1]) & (pos[1:] == pos[:-1])
+        if same.any():
+            i = int(np.flatnonzero(same)[0])
+            raise ValueError(
+                f"Document {_scalar(ids[i])!r} has two rows at "
+                f"{spec.position_col}={_scalar(pos[i])!r}; "
+                "positions must be unique within a document."
+            )
+
+
+def _list_array(values: np.ndarray) -> pa.ListArray:
+    """Rows of a 2-D array as an Arrow list<double> column, without Python objects."""
+    n, k = values.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), pa.float64()))
+
+
+def _scalar(value: Any) -> Any:
+    """A numpy scalar as the plain Python value, for error messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _vector_struct(values: np.ndarray) -> pa.StructArray:
+    """Rows of a 2-D array as Spark's dense VectorUDT struct."""
+    n = values.shape[0]
+    return pa.StructArray.from_arrays(
+        [
+            pa.array(np.ones(n, dtype=np.int8)),
+            pa.nulls(n, pa.int32()),
+            pa.nulls(n, pa.list_(pa.int32())),
+            _list_array(values),
+        ],
+        names=["type", "size", "indices", "values"],
+    )
+
+
+def _label_block(spec: PredictSpec, forward: Callable, block: pa.StructArray) -> pa.StructArray:
+    """Prediction, probability and rawPrediction for a block of whole documents."""
+    docs, positions = block.field(0), block.field(1)
+    _check_keys(spec, docs, positions)
+    try:
+        features = dense_features(block.field(2))
+    except ValueError as exc:
+        raise ValueError(f"Column {spec.features_col!r}: {exc}") from exc
+    if features.shape[1] != spec.num_features:
+        raise ValueError(
+            f"Column {spec.features_col!r} has vectors of length {features.shape[1]}, but "
+            f"the model was trained on length {spec.num_features}. Use the same feature "
+            "pipeline as in training."
+        )
+    probs = predict_block(
+        forward,
+        features,
+        document_lengths(docs),
+        spec.window,
+        spec.stride,
+        spec.batch_windows,
+        spec.num_classes,
+    )
+    raw = np.log(np.clip(probs, 1e-12, None))
+    as_column = _vector_struct if spec.vector_output else _list_array
+    return pa.StructArray.from_arrays(
+        [pa.array(probs.argmax(axis=1).astype(np.float64)), as_column(probs), as_column(raw)],
+        names=["prediction", "probability", "rawPrediction"],
+    )
+
+
+def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArray]:
+    """Label a partition sorted by (document, position), batch by batch.
+
+    Each input is a ``struct<doc, position, features>`` array; each output holds
+    one row per input row, in the same order. A document cut by a batch
+    boundary is held back until its last row arrives, so outputs may lag one
+    batch behind inputs (Spark's iterator UDFs allow that).
+    """
+    _configure_threads(spec.cpus)
+    forward = None
+    pending: list[pa.StructArray] = []
+    for batch in batches:
+        if len(batch) == 0:
+            continue
+        ids = batch.field(0)
+        starts = document_starts(ids)
+        if pending and pending[-1].field(0)[-1].as_py() != ids[0].as_py():
+            starts = np.concatenate([[0], starts])
+        if len(starts) == 0:
+            pending.append(batch)
+            continue
+        cut = int(starts[-1])
+        complete = pa.concat_arrays(pending + [batch.slice(0, cut)])
+        pending = [batch.slice(cut)]
+        if len(complete):
+            forward = forward or get_network(spec.model_json, spec.weights_b64, spec.digest)
+            yield _label_block(spec, forward, complete)
+    if pending:
+        forward = forward or get_network(spec.model_json, spec.weights_b64, spec.digest)
+        yield _label_block(spec, forward, pa.concat_arrays(pending))

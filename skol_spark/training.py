@@ -1,0 +1,269 @@
+"""Driver side: move training data out of Spark through Arrow and fit the network.
+
+Data path: one ``select`` of four columns, collected as an Arrow table, sorted
+by (document, position) with Arrow's vectorized sort, and densified once into
+a float32 ``(n, D)`` array. Windows are index ranges into that array and are
+gathered batch by batch, so the training data exists once in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import keras
+
+from skol_spark.network import (
+    FEATURES_INPUT,
+    MASK_INPUT,
+    WeightedSparseCategoricalCrossentropy,
+    build_network,
+    model_from_json,
+)
+from skol_spark.windows import (
+    dense_features,
+    document_lengths,
+    document_starts,
+    gather_windows,
+    predict_block,
+    window_index,
+)
+
+__all__ = ["TrainingData", "TrainingConfig", "ModelRebuildError", "arrow_to_training_data", "train_network"]
+
+logger = logging.getLogger("skol_spark")
+
+
+class ModelRebuildError(RuntimeError):
+    """The trained network cannot be rebuilt from its JSON as the executors will."""
+
+
+@dataclass
+class TrainingData:
+    """Rows sorted by (document, position): features ``(n, D)``, labels ``(n,)``."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    doc_lengths: np.ndarray
+
+    @property
+    def num_features(self) -> int:
+        return int(self.features.shape[1])
+
+
+@dataclass
+class TrainingConfig:
+    window: int
+    num_classes: int
+    class_weights: Sequence[float]
+    hidden_size: int = 128
+    num_layers: int = 2
+    dropout: float = 0.3
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    validation_fraction: float = 0.0
+    predict_batch_windows: int = 256
+    initial_weights: list[np.ndarray] | None = field(default=None, repr=False)
+
+
+def arrow_to_training_data(
+    table: pa.Table, doc_col: str, position_col: str, label_col: str, features_col: str
+) -> TrainingData:
+    """Sort an Arrow table of training rows and turn it into numpy arrays.
+
+    Raises ``ValueError`` naming the column for nulls, NaN positions, duplicate
+    positions within a document and feature vectors of different lengths.
+    """
+    for name in (doc_col, position_col, label_col, features_col):
+        nulls = table.column(name).null_count
+        if nulls:
+            raise ValueError(
+                f"Column {name!r} has {nulls} null values in the training data. "
+                "Drop or fill them before fit."
+            )
+    positions = table.column(position_col)
+    if pa.types.is_floating(positions.type) and pc.any(pc.is_nan(positions)).as_py():
+        raise ValueError(f"Column {position_col!r} has NaN positions. Drop or fill them before fit.")
+    order = pc.sort_indices(table, sort_keys=[(doc_col, "ascending"), (position_col, "ascending")])
+    docs = table.column(doc_col).take(order).combine_chunks()
+    pos = positions.take(order).to_numpy()
+    same_doc = ~np.isin(np.arange(1, len(pos)), document_starts(docs))
+    duplicate = same_doc & (pos[1:] == pos[:-1])
+    if duplicate.any():
+        i = int(np.flatnonzero(duplicate)[0])
+        raise ValueError(
+            f"Document {docs[i].as_py()!r} has two rows at {position_col}={pos[i].item()!r}. "
+            f"Positions must be unique within a document ({doc_col!r}, {position_col!r})."
+        )
+    labels = table.column(label_col).take(order).to_numpy().astype(np.int32)
+    try:
+        features = dense_features(table.column(features_col).take(order))
+    except ValueError as exc:
+        raise ValueError(
+            f"Column {features_col!r}: {exc}. Every row needs a feature vector of the same length."
+        ) from exc
+    return TrainingData(features=features, labels=labels, doc_lengths=document_lengths(docs))
+
+
+class _WindowBatches(keras.utils.PyDataset):
+    """Training batches gathered from the shared feature array on demand."""
+
+    def __init__(self, data: TrainingData, starts, lengths, window, batch_size, seed=None):
+        super().__init__()
+        self.data, self.starts, self.lengths = data, starts, lengths
+        self.window, self.batch_size = window, batch_size
+        self.rng = None if seed is None else np.random.default_rng(seed)
+        self.order = np.arange(len(starts))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.starts) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        pick = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        x, mask, rows = gather_windows(
+            self.data.features, self.starts[pick], self.lengths[pick], self.window
+        )
+        y = np.where(mask, self.data.labels[np.where(mask, rows, 0)], 0).astype(np.int32)
+        return {FEATURES_INPUT: x, MASK_INPUT: mask}, y, mask.astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        if self.rng is not None:
+            self.rng.shuffle(self.order)
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[float, float]:
+    """(macro-F1 over classes present in truth or prediction, accuracy)."""
+    confusion = np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
+    tp = np.diag(confusion).astype(float)
+    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    present = (support + predicted) > 0
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
+    accuracy = tp.sum() / max(1, confusion.sum())
+    return float(f1[present].mean()) if present.any() else 0.0, float(accuracy)
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """Validation metrics on whole validation documents, and one log line per epoch."""
+
+    def __init__(self, data: TrainingData, val_docs: np.ndarray | None, config: TrainingConfig):
+        super().__init__()
+        self.data, self.config = data, config
+        self.val = None
+        if val_docs is not None and len(val_docs):
+            offsets = np.concatenate([[0], np.cumsum(data.doc_lengths)])
+            rows = np.concatenate([np.arange(offsets[d], offsets[d + 1]) for d in val_docs])
+            self.val = (data.features[rows], data.labels[rows], data.doc_lengths[val_docs])
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        if self.val is not None:
+            features, labels, lengths = self.val
+            forward = lambda x, m: self.model([x, m], training=False)  # noqa: E731
+            probs = predict_block(
+                forward,
+                features,
+                lengths,
+                self.config.window,
+                self.config.window,
+                self.config.predict_batch_windows,
+                self.config.num_classes,
+            )
+            f1, accuracy = macro_f1(labels, probs.argmax(axis=1), self.config.num_classes)
+            logs["val_macro_f1"], logs["val_accuracy"] = f1, accuracy
+        logger.info(
+            "epoch %d/%d %s",
+            epoch + 1,
+            self.config.epochs,
+            " ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items())),
+        )
+
+
+def split_documents(num_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation document indices; validation keeps at least one document."""
+    docs = np.arange(num_docs)
+    if fraction <= 0 or num_docs < 2:
+        return docs, docs[:0]
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(num_docs)
+    n_val = min(num_docs - 1, max(1, round(fraction * num_docs)))
+    return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
+
+
+def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Fit a fresh (or warm-started) network; returns it and its per-epoch history."""
+    keras.utils.set_random_seed(config.seed)
+    model = build_network(
+        config.window,
+        data.num_features,
+        config.num_classes,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        dropout=config.dropout,
+        seed=config.seed,
+    )
+    if config.initial_weights is not None:
+        model.set_weights(config.initial_weights)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=WeightedSparseCategoricalCrossentropy(config.class_weights),
+    )
+    train_docs, val_docs = split_documents(
+        len(data.doc_lengths), config.validation_fraction, config.seed
+    )
+    starts, lengths, window_doc = window_index(data.doc_lengths, config.window, config.window)
+    is_train = np.isin(window_doc, train_docs)
+    train = _WindowBatches(
+        data, starts[is_train], lengths[is_train], config.window, config.batch_size, seed=config.seed
+    )
+    validation = None
+    if len(val_docs):
+        validation = _WindowBatches(
+            data, starts[~is_train], lengths[~is_train], config.window, config.batch_size
+        )
+    history = model.fit(
+        train,
+        validation_data=validation,
+        epochs=config.epochs,
+        verbose=0,
+        callbacks=[_EpochLog(data, val_docs, config)],
+    )
+    clean = {k: [float(v) for v in values] for k, values in history.history.items()}
+    return model, clean
+
+
+def verify_rebuild(model: keras.Model, data: TrainingData, config: TrainingConfig) -> None:
+    """Rebuild ``model`` from JSON as executors do and check it predicts the same."""
+    try:
+        rebuilt = model_from_json(model.to_json(), compile=False)
+        rebuilt.set_weights(model.get_weights())
+    except Exception as exc:  # noqa: BLE001 - any failure here is the same failure
+        raise ModelRebuildError(
+            f"The trained network cannot be rebuilt from its JSON ({type(exc).__name__}: "
+            f"{exc}); executors would fail the same way."
+        ) from exc
+    starts, lengths, _ = window_index(data.doc_lengths[:8], config.window, config.window)
+    x, mask, _ = gather_windows(data.features, starts[:16], lengths[:16], config.window)
+    expected = keras.ops.convert_to_numpy(model([x, mask], training=False))
+    actual = keras.ops.convert_to_numpy(rebuilt([x, mask], training=False))
+    if not np.allclose(expected, actual, atol=1e-5):
+        raise ModelRebuildError(
+            "The network rebuilt from JSON predicts differently from the trained one "
+            f"(max difference {np.abs(expected - actual).max():.3g})."
+        )
+
+
+def history_to_json(history: dict[str, list[float]]) -> str:
+    return json.dumps(history, sort_keys=True)
+

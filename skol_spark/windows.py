@@ -1,0 +1,201 @@
+"""Documents to windows and back, in numpy only (used by the driver and the executors).
+
+A *block* is a run of rows already sorted by document and position: a 2-D
+feature array plus the length of each document in order. Windows are index
+arrays into that block, so features are gathered per batch and never copied
+per window up front.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "window_starts",
+    "window_index",
+    "gather_windows",
+    "predict_block",
+    "dense_features",
+    "document_lengths",
+    "document_starts",
+]
+
+
+def window_starts(length: int, window: int, stride: int) -> np.ndarray:
+    """Start offsets of the windows covering a document of ``length`` positions.
+
+    Windows step by ``stride``; the last one is aligned to the document's end,
+    so only documents shorter than ``window`` need padding.
+    """
+    if length <= window:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, length - window + 1, stride, dtype=np.int64)
+    if starts[-1] + window < length:
+        starts = np.append(starts, length - window)
+    return starts
+
+
+def window_index(
+    doc_lengths: np.ndarray, window: int, stride: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows over a block: start row, number of real positions, and document of each."""
+    doc_lengths = np.asarray(doc_lengths, dtype=np.int64)
+    doc_offsets = np.concatenate([[0], np.cumsum(doc_lengths)[:-1]]).astype(np.int64)
+    starts, lengths, docs = [], [], []
+    for doc, (offset, length) in enumerate(zip(doc_offsets, doc_lengths)):
+        local = window_starts(int(length), window, stride)
+        starts.append(offset + local)
+        lengths.append(np.minimum(window, length - local))
+        docs.append(np.full(len(local), doc, dtype=np.int64))
+    if not starts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return np.concatenate(starts), np.concatenate(lengths), np.concatenate(docs)
+
+
+def gather_windows(
+    features: np.ndarray, starts: np.ndarray, lengths: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows ``(B, W, D)``, their mask ``(B, W)`` and row index ``(B, W)``.
+
+    Padded steps hold zeros and ``mask == False``; their row index is -1.
+    """
+    steps = np.arange(window)
+    mask = steps[None, :] < lengths[:, None]
+    rows = np.where(mask, starts[:, None] + steps[None, :], -1)
+    gathered = features[np.where(mask, rows, 0)]
+    gathered[~mask] = 0
+    return gathered, mask, rows
+
+
+def _bucket(n: int, limit: int) -> int:
+    """Batch size to pad ``n`` windows to: a power of two (>= 8), at most ``limit``.
+
+    Few distinct shapes means few retraces of the compiled forward pass.
+    """
+    size = 8
+    while size < n:
+        size *= 2
+    return min(size, max(limit, n))
+
+
+def predict_block(
+    forward: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    features: np.ndarray,
+    doc_lengths: np.ndarray,
+    window: int,
+    stride: int,
+    batch_windows: int,
+    num_classes: int,
+) -> np.ndarray:
+    """Per-position class probabilities ``(n, K)`` for a block of whole documents.
+
+    Windows of all documents in the block are batched together, ``batch_windows``
+    per ``forward`` call, each call padded to a fixed bucket shape. Positions
+    covered by several windows get the mean of their probabilities.
+    """
+    n = features.shape[0]
+    sums = np.zeros((n, num_classes), dtype=np.float64)
+    counts = np.zeros(n, dtype=np.float64)
+    starts, lengths, _ = window_index(doc_lengths, window, stride)
+    for lo in range(0, len(starts), batch_windows):
+        s, l = starts[lo : lo + batch_windows], lengths[lo : lo + batch_windows]
+        x, mask, rows = gather_windows(features, s, l, window)
+        size = _bucket(len(s), batch_windows)
+        if size > len(s):
+            x = np.concatenate([x, np.zeros((size - len(s),) + x.shape[1:], x.dtype)])
+            mask = np.concatenate([mask, np.zeros((size - len(s), window), bool)])
+        probs = np.asarray(forward(x, mask))[: len(s)]
+        valid = rows >= 0
+        flat_rows = rows[valid]
+        np.add.at(sums, flat_rows, probs[valid])
+        counts += np.bincount(flat_rows, minlength=n)
+    return sums / counts[:, None]
+
+
+def document_starts(doc_ids: pa.Array) -> np.ndarray:
+    """Row offsets (> 0) where a new document begins, rows being grouped by document."""
+    n = len(doc_ids)
+    if n < 2:
+        return np.zeros(0, dtype=np.int64)
+    changed = pc.not_equal(doc_ids.slice(1), doc_ids.slice(0, n - 1))
+    return np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1
+
+
+def document_lengths(doc_ids: pa.Array) -> np.ndarray:
+    """Run lengths of equal consecutive ids (rows already grouped by document)."""
+    if len(doc_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.diff(np.concatenate([[0], document_starts(doc_ids), [len(doc_ids)]]))
+
+
+def dense_features(column: pa.Array | pa.ChunkedArray, dtype=np.float32) -> np.ndarray:
+    """A 2-D ``(n, D)`` array from an Arrow column of ML Vectors or numeric lists.
+
+    Vectors arrive as Spark's VectorUDT struct ``(type, size, indices, values)``:
+    type 1 is dense, type 0 sparse. Both are scattered into one preallocated
+    array with numpy; no Python object is made per row. Raises ``ValueError``
+    when rows differ in length or a row is null.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(column)
+    if column.null_count:
+        raise ValueError(f"{column.null_count} of {n} feature rows are null")
+    if pa.types.is_struct(column.type):
+        return _dense_from_vector_struct(column, n, dtype)
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type):
+        sizes = _list_sizes(column)
+        width = _single_width(sizes)
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        return values.astype(dtype, copy=False).reshape(n, width)
+    raise ValueError(f"features of Arrow type {column.type} are neither vectors nor numeric arrays")
+
+
+def _list_sizes(column: pa.Array) -> np.ndarray:
+    offsets = np.asarray(column.offsets)
+    return np.diff(offsets).astype(np.int64) if len(offsets) else np.zeros(0, np.int64)
+
+
+def _single_width(sizes: np.ndarray) -> int:
+    if len(sizes) == 0:
+        return 0
+    lo, hi = int(sizes.min()), int(sizes.max())
+    if lo != hi:
+        raise ValueError(f"feature rows have different lengths (from {lo} to {hi})")
+    return lo
+
+
+def _dense_from_vector_struct(column: pa.StructArray, n: int, dtype) -> np.ndarray:
+    kind = column.field("type").to_numpy(zero_copy_only=False)
+    values_col = column.field("values")
+    value_counts = _list_sizes(values_col)
+    sizes = np.where(
+        kind == 1, value_counts, column.field("size").fill_null(0).to_numpy(zero_copy_only=False)
+    ).astype(np.int64)
+    width = _single_width(sizes)
+    out = np.zeros((n, width), dtype=dtype)
+    if n == 0:
+        return out
+    values = values_col.flatten().to_numpy(zero_copy_only=False)
+    row_of_value = np.repeat(np.arange(n), value_counts)
+    dense_rows = kind[row_of_value] == 1
+    columns = np.empty(len(values), dtype=np.int64)
+    if dense_rows.any():
+        starts = np.asarray(values_col.offsets)[:-1]
+        columns[dense_rows] = (np.arange(len(values)) - np.repeat(starts, value_counts))[dense_rows]
+    if (~dense_rows).any():
+        # Sparse rows' indices, flattened in row order, line up with their values.
+        columns[~dense_rows] = column.field("indices").flatten().to_numpy(zero_copy_only=False)
+    out[row_of_value, columns] = values
+    return out
+
+
+def iter_slices(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` covering ``range(n)``."""
+    for lo in range(0, n, size):
+        yield slice(lo, min(n, lo + size))
