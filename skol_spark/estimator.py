@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any, Iterator
 
+import pandas as pd
 import pyarrow as pa
 
 from pyspark import keyword_only
@@ -254,10 +255,21 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams):
         return self._set(classWeights=value)
 
     def _label_distribution(self, dataset: DataFrame) -> tuple[list[str], list[int]]:
-        """Class names and per-class counts, from one aggregation in Spark."""
+        """Class names and per-class counts, and null checks, from one aggregation in Spark."""
         label_col = self.getLabelCol()
-        rows = dataset.groupBy(label_col).count().collect()
-        counts = {row[0]: int(row[1]) for row in rows}
+        keys = [self.getDocIdCol(), self.getPositionCol(), self.getFeaturesCol()]
+        rows = dataset.groupBy(F.col(f"`{label_col}`")).agg(
+            F.count(F.lit(1)).alias("count"),
+            *[F.count_if(F.col(f"`{c}`").isNull()).alias(f"nulls{i}") for i, c in enumerate(keys)],
+        ).collect()
+        for i, name in enumerate(keys):
+            nulls = sum(int(row[f"nulls{i}"]) for row in rows)
+            if nulls:
+                raise ValueError(
+                    f"Column {name!r} has {nulls} null values in the training data. "
+                    "Drop or fill them before fit."
+                )
+        counts = {row[0]: int(row["count"]) for row in rows}
         if None in counts:
             raise ValueError(
                 f"Column {label_col!r} has {counts[None]} null labels. Drop them before fit."
@@ -492,8 +504,6 @@ def _labeling_udf(spec: PredictSpec) -> Any:
             yield from label_partition(_with_task_cpus(spec), batches)
 
         return F.arrow_udf(label_arrow, return_type).asNondeterministic()
-
-    import pandas as pd
 
     return_type = T.StructType(
         [

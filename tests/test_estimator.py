@@ -1,0 +1,172 @@
+"""BiLSTMClassifier and its model on a real local Spark."""
+
+import numpy as np
+import pytest
+from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import functions as F
+
+from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
+from skol_spark.datasets import SYNTHETIC_LABELS
+
+
+def _by_key(rows, key=("doc_id", "line_number")):
+    return {tuple(r[k] for k in key): r for r in rows}
+
+
+def test_transform_keeps_every_row_and_column_and_adds_outputs(fitted, test_df):
+    out = fitted.transform(test_df.withColumn("text", F.concat(F.lit("line "), F.col("line_number"))))
+    assert out.columns == ["doc_id", "line_number", "label", "features", "text", "prediction", "probability", "rawPrediction"]
+    rows = out.collect()
+    originals = _by_key(test_df.collect())
+    assert len(rows) == len(originals) == len(_by_key(rows))
+    for row in rows:
+        original = originals[(row.doc_id, row.line_number)]
+        assert row.label == original.label
+        np.testing.assert_array_equal(row.features.toArray(), original.features.toArray())
+        assert row.text == f"line {row.line_number}"
+        probs = row.probability.toArray()
+        assert probs.shape == (3,) and probs.sum() == pytest.approx(1.0, abs=1e-6)
+        assert row.prediction == float(probs.argmax())
+        np.testing.assert_allclose(np.exp(row.rawPrediction.toArray()), probs, rtol=1e-6)
+
+
+def test_evaluator_works_unchanged_and_model_learns(fitted, test_df):
+    from skol_spark.evaluation import classification_report
+
+    out = fitted.transform(test_df).cache()
+    accuracy = MulticlassClassificationEvaluator(metricName="accuracy").evaluate(out)
+    f1 = MulticlassClassificationEvaluator(metricName="f1").evaluate(out)
+    log_loss = MulticlassClassificationEvaluator(metricName="logLoss").evaluate(out)
+    assert 0 < accuracy <= 1 and 0 < f1 <= 1 and np.isfinite(log_loss)
+    report = classification_report(out, fitted.labels_)
+    assert report.accuracy == pytest.approx(accuracy)
+    # Always answering the majority class scores one F1 of at most 1 and two of 0.
+    assert report.macro_f1 > 0.5
+
+
+def test_model_carries_uid_labels_weights_history_and_copies(fitted, tiny_params):
+    assert fitted.uid.startswith("BiLSTMClassifier_")
+    assert fitted.labels_ == SYNTHETIC_LABELS and fitted.numClasses == 3
+    assert fitted.getWindowSize() == tiny_params["windowSize"]
+    weights = fitted.getClassWeightsUsed()
+    assert len(weights) == 3 and weights[1] > weights[2] > weights[0]  # inverse frequency
+    history = fitted.history
+    assert len(history["loss"]) == tiny_params["epochs"]
+    assert len(history["val_macro_f1"]) == tiny_params["epochs"] and "val_loss" in history
+    copy = fitted.copy({fitted.predictionCol: "label_hat"})
+    assert copy.uid == fitted.uid and copy.getPredictionCol() == "label_hat"
+    assert fitted.getPredictionCol() == "prediction"
+    assert copy.getModelWeights() == fitted.getModelWeights()
+    assert isinstance(copy, BiLSTMClassificationModel)
+
+
+def test_weight_strategy_uses_spark_counts(spark, train_df, tiny_params):
+    counts = {r.label: r["count"] for r in train_df.groupBy("label").count().collect()}
+    n = [counts[0.0], counts[1.0], counts[2.0]]
+    params = dict(tiny_params, epochs=1)
+    model = BiLSTMClassifier(weightStrategy="balanced", **params).fit(train_df)
+    np.testing.assert_allclose(model.getClassWeightsUsed(), [sum(n) / (3 * c) for c in n])
+    explicit = BiLSTMClassifier(classWeights={"Nomenclature": 5.0}, **params).fit(train_df)
+    assert explicit.getClassWeightsUsed() == [1.0, 5.0, 1.0]
+
+
+def test_same_seed_gives_same_predictions(train_df, test_df, tiny_params):
+    params = dict(tiny_params, epochs=2, dropout=0.2)
+    a = BiLSTMClassifier(**params).fit(train_df)
+    b = BiLSTMClassifier(**params).fit(train_df)
+    pa_ = _by_key(a.transform(test_df).collect())
+    pb = _by_key(b.transform(test_df).collect())
+    for key, row in pa_.items():
+        np.testing.assert_allclose(row.probability.toArray(), pb[key].probability.toArray(), atol=1e-5)
+
+
+def test_labels_param_and_integer_doc_ids_and_array_features(spark, tiny_params):
+    from skol_spark.datasets import make_synthetic_documents
+
+    df = make_synthetic_documents(spark, num_docs=10, mean_length=30, num_features=8, seed=9, as_vectors=False)
+    df = df.select(
+        F.regexp_extract("doc_id", r"(\d+)", 1).cast("long").alias("doc"),
+        F.col("line_number").cast("double").alias("pos"),
+        F.col("label").cast("double").alias("y"),  # cast drops the ML attributes
+        "features",
+    )
+    model = BiLSTMClassifier(
+        docIdCol="doc", positionCol="pos", labelCol="y", labels=["m", "n", "d"], **dict(tiny_params, epochs=1)
+    ).fit(df)
+    assert model.labels_ == ["m", "n", "d"]
+    out = model.transform(df)
+    assert out.count() == df.count()
+    unnamed = BiLSTMClassifier(docIdCol="doc", positionCol="pos", labelCol="y", **dict(tiny_params, epochs=1)).fit(df)
+    assert unnamed.labels_ == ["0", "1", "2"]
+
+
+def test_one_line_documents_long_documents_and_overlapping_stride(spark, fitted):
+    from skol_spark.datasets import make_synthetic_documents
+
+    long_doc = make_synthetic_documents(spark, num_docs=1, mean_length=500, num_features=8, seed=11)
+    one_line = long_doc.filter("line_number = 0").withColumn("doc_id", F.lit("single"))
+    df = long_doc.unionByName(one_line)
+    for stride in (16, 5):
+        out = fitted.copy({fitted.windowStride: stride}).transform(df).collect()
+        assert len(out) == df.count()
+        assert all(abs(sum(r.probability) - 1) < 1e-6 for r in out)
+    single = [r for r in out if r.doc_id == "single"]
+    assert len(single) == 1
+
+
+def test_model_is_built_once_per_python_worker(spark, fitted, test_df):
+    from skol_spark.predict import PredictSpec  # noqa: F401 - the executor module
+
+    digest = fitted._predict_spec().digest
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "40")
+    try:
+        n = fitted.transform(test_df.repartition(8)).agg(F.sum("prediction")).collect()
+        batches = test_df.count() // 40
+        assert batches >= 10 and n
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+
+    def report(frames):
+        import os
+
+        import pandas as pd
+
+        from skol_spark import predict
+
+        for _ in frames:
+            pass
+        yield pd.DataFrame({"pid": [os.getpid()], "builds": [predict.build_count(digest)]})
+
+    stats = spark.range(0, 32, 1, 16).mapInPandas(report, "pid long, builds long").collect()
+    builds = {r.pid: r.builds for r in stats}
+    assert max(builds.values()) == 1, builds
+    assert sum(builds.values()) <= 2  # local[2]: at most two reused workers ran the transform
+
+
+def test_pandas_udf_path_gives_the_same_output(monkeypatch, fitted, test_df):
+    """Spark < 4.1 has no arrow_udf; its pandas path must agree with the Arrow one."""
+    from skol_spark import estimator
+
+    arrow_rows = _by_key(fitted.transform(test_df).collect())
+    monkeypatch.setattr(estimator, "_USE_ARROW_UDF", False)
+    pandas_out = fitted.transform(test_df)
+    assert isinstance(pandas_out.schema["probability"].dataType, VectorUDT)
+    for key, row in _by_key(pandas_out.collect()).items():
+        assert row.prediction == arrow_rows[key].prediction
+        np.testing.assert_allclose(row.probability.toArray(), arrow_rows[key].probability.toArray(), rtol=1e-5)
+
+
+def test_sparse_vector_features(spark, tiny_params):
+    from pyspark.ml.linalg import Vectors
+
+    rows = []
+    for doc in range(6):
+        for pos in range(20):
+            label = 1.0 if pos % 5 == 0 else 0.0
+            vec = Vectors.sparse(50, [int(label), 10 + pos % 7], [1.0, 0.5])
+            rows.append((f"d{doc}", pos, label, vec))
+    df = spark.createDataFrame(rows, ["doc_id", "line_number", "label", "features"])
+    model = BiLSTMClassifier(**dict(tiny_params, epochs=2)).fit(df)
+    assert model.getNumFeatures() == 50
+    assert model.transform(df).count() == len(rows)
