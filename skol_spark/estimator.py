@@ -14,12 +14,13 @@ import pyarrow as pa
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.linalg import VectorUDT
+from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from skol_spark.class_weights import resolve_class_weights
-from skol_spark.params import _BiLSTMModelParams, _BiLSTMParams
+from skol_spark.params import _BiLSTMModelParams, _BiLSTMParams, _HasInitialModel
 from skol_spark.predict import PredictSpec
 
 __all__ = ["BiLSTMClassifier", "BiLSTMClassificationModel"]
@@ -93,7 +94,7 @@ def _labels_from_metadata(schema: T.StructType, label_col: str) -> list[str] | N
     return [str(v) for v in values] if values else None
 
 
-class BiLSTMClassifier(Estimator, _BiLSTMParams):
+class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, MLReadable):
     """Labels each position of a document with a class-weighted bidirectional LSTM.
 
     Rows are positions (lines, paragraphs); rows sharing ``docIdCol`` form one
@@ -120,6 +121,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams):
         "none", "inverse" (default), "balanced", "sqrt_inverse" or "effective_number".
     classWeights : dict, optional
         Explicit weights by label name or index; overrides weightStrategy.
+    initialModel : BiLSTMClassificationModel, optional
+        Warm start: training begins from this model's weights (same features,
+        classes, hiddenSize and numLayers) and compiles with the current weights.
 
     Examples
     --------
@@ -154,6 +158,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams):
         weightStrategy: str | None = None,
         effectiveNumberBeta: float | None = None,
         classWeights: dict[str, float] | None = None,
+        initialModel: "BiLSTMClassificationModel | None" = None,
     ):
         super().__init__()
         self.setParams(**self._input_kwargs)
@@ -184,6 +189,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams):
         weightStrategy: str | None = None,
         effectiveNumberBeta: float | None = None,
         classWeights: dict[str, float] | None = None,
+        initialModel: "BiLSTMClassificationModel | None" = None,
     ) -> "BiLSTMClassifier":
         """Set Params by keyword; None leaves a Param as it is."""
         return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -253,6 +259,21 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams):
 
     def setClassWeights(self, value: dict[str, float]) -> "BiLSTMClassifier":
         return self._set(classWeights=value)
+
+    def setInitialModel(self, value: "BiLSTMClassificationModel") -> "BiLSTMClassifier":
+        return self._set(initialModel=value)
+
+    def write(self) -> Any:
+        """An MLWriter: Params as Spark ML metadata, plus initialModel in its own directory."""
+        from skol_spark.persistence import ClassifierWriter
+
+        return ClassifierWriter(self)
+
+    @classmethod
+    def read(cls) -> Any:
+        from skol_spark.persistence import ClassifierReader
+
+        return ClassifierReader(cls)
 
     def _label_distribution(self, dataset: DataFrame) -> tuple[list[str], list[int]]:
         """Class names and per-class counts, and null checks, from one aggregation in Spark."""
@@ -338,6 +359,8 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams):
             validation_fraction=self.getValidationFraction(),
             predict_batch_windows=self.getPredictBatchSize(),
         )
+        if self.isDefined(self.initialModel):
+            config.initial_weights = self._initial_weights(data.num_features, labels)
         network, history = train_network(data, config)
         verify_rebuild(network, data, config)
         model = BiLSTMClassificationModel()
@@ -355,6 +378,24 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams):
         return model
 
 
+    def _initial_weights(self, num_features: int, labels: list[str]) -> list[Any]:
+        """The warm-start weights, after checking the initial model fits this training."""
+        initial = self.getInitialModel()
+        if initial.getNumFeatures() != num_features or initial.numClasses != len(labels):
+            raise ValueError(
+                f"initialModel was trained on {initial.getNumFeatures()} features and "
+                f"{initial.numClasses} classes; this data has {num_features} features and "
+                f"{len(labels)} classes ({labels}). Warm-start only from a model of the same task."
+            )
+        if (initial.getHiddenSize(), initial.getNumLayers()) != (self.getHiddenSize(), self.getNumLayers()):
+            raise ValueError(
+                f"initialModel has hiddenSize={initial.getHiddenSize()}, numLayers="
+                f"{initial.getNumLayers()}; this estimator has hiddenSize={self.getHiddenSize()}, "
+                f"numLayers={self.getNumLayers()}. Set them equal to warm-start."
+            )
+        return initial.getKerasModel().get_weights()
+
+
 def _to_arrow(df: DataFrame) -> pa.Table:
     """Collect a DataFrame as an Arrow table (Spark 4's toArrow, or 3.5's private path)."""
     if hasattr(df, "toArrow"):
@@ -362,7 +403,7 @@ def _to_arrow(df: DataFrame) -> pa.Table:
     return pa.Table.from_batches(df._collect_as_arrow())  # Spark 3.5
 
 
-class BiLSTMClassificationModel(Model, _BiLSTMModelParams):
+class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadable):
     """A fitted :class:`BiLSTMClassifier`: the network's JSON and weights as Params.
 
     ``transform`` groups rows by document on the executors, rebuilds the
@@ -375,10 +416,118 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams):
     >>> model = BiLSTMClassifier(epochs=3).fit(train_df)     # doctest: +SKIP
     >>> model.labels_, model.history["loss"]                 # doctest: +SKIP
     >>> model.transform(test_df).show()                      # doctest: +SKIP
+    >>> model.write().overwrite().save("/models/bilstm")     # doctest: +SKIP
+    >>> model.saveToRedis("redis://localhost:6379/0", "skol:bilstm")  # doctest: +SKIP
     """
 
     def __init__(self) -> None:
         super().__init__()
+
+    def write(self) -> Any:
+        """An MLWriter: Spark ML metadata plus the weights body, checksummed."""
+        from skol_spark.persistence import ModelWriter
+
+        return ModelWriter(self)
+
+    @classmethod
+    def read(cls) -> Any:
+        from skol_spark.persistence import ModelReader
+
+        return ModelReader(cls)
+
+    def saveToRedis(
+        self,
+        client_or_url: Any,
+        key: str,
+        ttl: float | None = None,
+        overwrite: bool = True,
+        chunkBytes: int | None = None,
+    ) -> None:
+        """Store this model in Redis under ``key``, atomically.
+
+        Parameters
+        ----------
+        client_or_url : redis.Redis or str
+            A client, or a URL: ``redis://[:password@]host:port/db``, ``rediss://`` for TLS.
+        key : str
+            The Redis key; the model is one hash there.
+        ttl : float, optional
+            Seconds until Redis drops the model; None keeps it.
+        overwrite : bool, default True
+            With False, raise ``ModelExistsError`` when the key is taken.
+        chunkBytes : int, optional
+            Largest body piece per hash field (default 64 MiB).
+        """
+        from skol_spark.stores import REDIS_CHUNK_BYTES, save_to_redis
+
+        save_to_redis(self, client_or_url, key, ttl, overwrite, chunkBytes or REDIS_CHUNK_BYTES)
+
+    @classmethod
+    def loadFromRedis(cls, client_or_url: Any, key: str) -> "BiLSTMClassificationModel":
+        """Load the model stored under ``key``, verifying class, checksum and architecture."""
+        from skol_spark.stores import load_from_redis
+
+        return load_from_redis(cls, client_or_url, key)
+
+    def saveKeras(self, path: str) -> None:
+        """Write the network as a Keras file (``.keras``, or ``.h5`` when the path ends so).
+
+        The network is compiled with :class:`WeightedSparseCategoricalCrossentropy`
+        and the class weights training used, so ``keras.models.load_model(path)``
+        returns it compiled once skol_spark is imported, and
+        ``load_model(path, compile=False)`` works without skol_spark.
+        """
+        import keras
+
+        from skol_spark.network import WeightedSparseCategoricalCrossentropy
+
+        if not str(path).endswith((".keras", ".h5")):
+            raise ValueError(f"Expected a path ending in .keras or .h5. Received: {path!r}")
+        network = self.getKerasModel()
+        network.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=self.getLearningRate()),
+            loss=WeightedSparseCategoricalCrossentropy(self._class_weights_or_ones()),
+        )
+        network.save(str(path))
+
+    def _class_weights_or_ones(self) -> list[float]:
+        if self.isDefined(self.classWeightsUsed):
+            return self.getClassWeightsUsed()
+        return [1.0] * self.numClasses
+
+    @classmethod
+    def fromKeras(
+        cls,
+        path_or_model: Any,
+        labels: list[str],
+        windowSize: int | None = None,
+        classWeightsUsed: list[float] | None = None,
+        **params: Any,
+    ) -> "BiLSTMClassificationModel":
+        """Wrap a sequence-labeling network trained elsewhere.
+
+        Parameters
+        ----------
+        path_or_model : str or keras.Model
+            A ``.keras`` or ``.h5`` file, or a model. Files are loaded with
+            ``compile=False``, so models compiled with a loss Keras cannot locate
+            (such as SKOL's closure ``weighted_categorical_crossentropy``) work.
+        labels : list of str
+            Class names, one per output unit.
+        windowSize : int, optional
+            Positions per window; required when the network's time axis is not fixed.
+        classWeightsUsed : list of float, optional
+            The class weights the network was trained with, kept for the record.
+        **params
+            Other Params, e.g. ``featuresCol="tfidf"``, ``docIdCol="file"``.
+
+        The network takes ``(batch, window, features)`` (and optionally a boolean
+        ``(batch, window)`` mask) and returns ``(batch, window, len(labels))``
+        probabilities. It is rebuilt from its JSON here, as the executors will.
+        """
+        from skol_spark.keras_files import wrap_keras_network
+
+        return wrap_keras_network(cls, path_or_model, labels, windowSize, classWeightsUsed, params)
 
     def setFeaturesCol(self, value: str) -> "BiLSTMClassificationModel":
         return self._set(featuresCol=value)

@@ -138,11 +138,11 @@ def build_network(
     return keras.Model(inputs=[features, mask], outputs=outputs, name="skol_bilstm")
 
 
-def _strip_compile_config(config: Any) -> Any:
+def strip_compile_config(config: Any) -> Any:
     """Remove what a compiled model's JSON says about its loss and optimizer."""
     if isinstance(config, dict):
         return {
-            k: _strip_compile_config(v)
+            k: strip_compile_config(v)
             for k, v in config.items()
             if k not in ("compile_config", "training_config")
         }
@@ -195,7 +195,7 @@ def model_from_json(
             f"Received: {str(json_string)[:80]!r}"
         )
     if not compile:
-        config = _strip_compile_config(config)
+        config = strip_compile_config(config)
     return keras.saving.deserialize_keras_object(
         config, custom_objects=custom_objects, safe_mode=safe_mode
     )

@@ -19,7 +19,7 @@ from pyspark.ml.param.shared import (
     HasSeed,
 )
 
-__all__ = ["WEIGHT_STRATEGIES", "_BiLSTMParams", "_BiLSTMModelParams"]
+__all__ = ["WEIGHT_STRATEGIES", "_BiLSTMParams", "_BiLSTMModelParams", "_HasInitialModel"]
 
 WEIGHT_STRATEGIES = ("none", "inverse", "balanced", "sqrt_inverse", "effective_number")
 
@@ -309,3 +309,27 @@ class _BiLSTMModelParams(_BiLSTMParams):
 
     def getTrainingHistory(self) -> str:
         return self.getOrDefault(self.trainingHistory)
+
+
+def _to_fitted_model(value: Any) -> Any:
+    if not (hasattr(value, "getModelJson") and hasattr(value, "weightsBody")):
+        raise TypeError(
+            "Expected initialModel to be a fitted BiLSTMClassificationModel. "
+            f"Received: {type(value).__name__}"
+        )
+    return value
+
+
+class _HasInitialModel(Params):
+    """The estimator-only Param for warm starts (a model object, saved beside the metadata)."""
+
+    initialModel: "Param[Any]" = Param(
+        Params._dummy(),
+        "initialModel",
+        "a fitted BiLSTMClassificationModel whose weights training starts from; it must "
+        "have the same features, classes, hiddenSize and numLayers.",
+        typeConverter=_to_fitted_model,
+    )
+
+    def getInitialModel(self) -> Any:
+        return self.getOrDefault(self.initialModel)

@@ -61,3 +61,82 @@ def fitted(train_df, tiny_params):
     from skol_spark import BiLSTMClassifier
 
     return BiLSTMClassifier(validationFraction=0.2, **tiny_params).fit(train_df)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_redis(tmp_dir, *extra_args):
+    """A real redis-server on a free loopback port; returns (process, port)."""
+    import shutil
+    import subprocess
+    import time
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; .ci/run should have installed it")
+        pytest.skip("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)")
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_dir), *extra_args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    password = extra_args[extra_args.index("--requirepass") + 1] if "--requirepass" in extra_args else None
+    client = redis.Redis(host="127.0.0.1", port=port, password=password)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    return process, port
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """URL of a redis-server started for this test session (no fakes)."""
+    process, port = _start_redis(tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_password_url(tmp_path_factory):
+    """A second server that requires a password: (url with password, url without)."""
+    process, port = _start_redis(tmp_path_factory.mktemp("redis-auth"), "--requirepass", "s3cret-pw")
+    yield f"redis://:s3cret-pw@127.0.0.1:{port}/1", f"redis://127.0.0.1:{port}/1"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def predictions(model, df):
+    """{(doc_id, line_number): probability array} of a transform."""
+    import numpy as np
+
+    return {
+        (r.doc_id, r.line_number): np.asarray(r.probability.toArray())
+        for r in model.transform(df).select("doc_id", "line_number", "probability").collect()
+    }
+
+
+def assert_same_predictions(a, b):
+    import numpy as np
+
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.allclose(a[key], b[key], atol=1e-6), key

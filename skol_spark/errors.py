@@ -1,0 +1,49 @@
+"""Exceptions raised when saving or loading models, on disk or in a store."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ModelLoadError",
+    "WrongModelClassError",
+    "CorruptModelError",
+    "ChecksumMismatchError",
+    "UnsafeModelError",
+    "ModelNotFoundError",
+    "ModelExistsError",
+    "StoreUnavailableError",
+]
+
+
+class ModelLoadError(Exception):
+    """Base class: a saved model could not be written or read back."""
+
+
+class WrongModelClassError(ModelLoadError, ValueError):
+    """The saved model was written by another class than the one loading it."""
+
+
+class CorruptModelError(ModelLoadError, ValueError):
+    """The saved metadata or body is malformed, truncated or inconsistent."""
+
+
+class ChecksumMismatchError(CorruptModelError):
+    """The body's SHA-256 differs from the one recorded in the metadata."""
+
+
+class UnsafeModelError(CorruptModelError):
+    """The architecture asks for code Keras safe mode refuses to run (Lambda, unknown classes)."""
+
+
+class ModelNotFoundError(ModelLoadError, KeyError):
+    """No model is stored under the key."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelExistsError(ModelLoadError, FileExistsError):
+    """A model is already stored under the key and overwriting was not asked for."""
+
+
+class StoreUnavailableError(ModelLoadError, ConnectionError):
+    """The store could not be reached or dropped the connection."""
