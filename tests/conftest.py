@@ -71,8 +71,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_redis(tmp_dir, *extra_args):
-    """A real redis-server on a free loopback port; returns (process, port)."""
+def _start_redis(tmp_dir, *extra_args, tls=None):
+    """A real redis-server on a free loopback port; returns (process, port).
+
+    With ``tls`` (a dict of redis-py ssl options), the port speaks TLS only.
+    """
     import shutil
     import subprocess
     import time
@@ -85,14 +88,15 @@ def _start_redis(tmp_dir, *extra_args):
             pytest.fail("redis-server is not installed; .ci/run should have installed it")
         pytest.skip("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)")
     port = _free_port()
+    ports = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        [binary, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(tmp_dir), *extra_args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     password = extra_args[extra_args.index("--requirepass") + 1] if "--requirepass" in extra_args else None
-    client = redis.Redis(host="127.0.0.1", port=port, password=password)
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, **(tls or {}))
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -120,6 +124,36 @@ def redis_password_url(tmp_path_factory):
     """A second server that requires a password: (url with password, url without)."""
     process, port = _start_redis(tmp_path_factory.mktemp("redis-auth"), "--requirepass", "s3cret-pw")
     yield f"redis://:s3cret-pw@127.0.0.1:{port}/1", f"redis://127.0.0.1:{port}/1"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_tls_url(tmp_path_factory):
+    """A TLS-only server with a self-signed certificate; the rediss:// URL trusting it."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl is not installed; .ci/run should have installed it")
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    tmp = tmp_path_factory.mktemp("redis-tls")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    process, port = _start_redis(
+        tmp,
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+        "--tls-auth-clients", "no",
+        tls={"ssl": True, "ssl_ca_certs": str(cert)},
+    )
+    yield f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}", f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)
 

@@ -159,6 +159,15 @@ def test_unreachable_server_on_save_and_load(fitted):
         BiLSTMClassificationModel.loadFromRedis("http://127.0.0.1/", "k")
 
 
+def test_tls_server_round_trip(fitted, redis_tls_url):
+    tls_url, plain_url = redis_tls_url
+    fitted.saveToRedis(tls_url, "skol:tls")
+    assert BiLSTMClassificationModel.loadFromRedis(tls_url, "skol:tls").getModelWeights() == fitted.getModelWeights()
+    # Without TLS the same port answers nothing a client can read.
+    with pytest.raises(StoreUnavailableError, match="key 'skol:tls'"):
+        BiLSTMClassificationModel.loadFromRedis(plain_url, "skol:tls")
+
+
 def test_tls_urls_build_tls_connections():
     from skol_spark.stores import redis_client
 
