@@ -1,4 +1,7 @@
-"""Data sets: a seeded synthetic corpus of documents where context matters.
+"""Data sets: YEDDA-annotated journal text, and a seeded synthetic corpus.
+
+:func:`read_yedda` reads SKOL's annotated journals (see :mod:`skol_spark.yedda`
+for the format and how malformed markup is counted) into one row per block.
 
 The synthetic corpus imitates a taxonomic journal. A document is a run of
 ordinary text ("Misc-exposition") broken by taxon treatments: one
@@ -10,13 +13,25 @@ the Nomenclature line just before.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
 import numpy as np
 import pyarrow as pa
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-__all__ = ["SYNTHETIC_LABELS", "make_synthetic_documents", "synthetic_documents_arrow"]
+from skol_spark.yedda import THREE_CLASSES, ParseProblems, read_yedda_files
+
+__all__ = [
+    "SYNTHETIC_LABELS",
+    "make_synthetic_documents",
+    "synthetic_documents_arrow",
+    "read_yedda",
+    "with_three_classes",
+]
 
 SYNTHETIC_LABELS = ["Misc-exposition", "Nomenclature", "Description"]
 
@@ -114,3 +129,57 @@ def _arrow_to_spark(spark: SparkSession, table: pa.Table) -> DataFrame:
         return spark.createDataFrame(table)
     except (TypeError, ValueError):  # Spark 3.5 has no Arrow-table input.
         return spark.createDataFrame(table.to_pandas())
+
+
+def read_yedda(
+    spark: SparkSession,
+    root: str | os.PathLike,
+    volumes: Sequence[str] | None = None,
+    pattern: str = "*.txt.ann",
+) -> tuple[DataFrame, ParseProblems]:
+    """Read YEDDA-annotated files under ``root`` into a DataFrame, one row per block.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    root : str or path-like
+        Directory of annotated files, e.g. ``.../skol-annotated/journals``.
+    volumes : sequence of str, optional
+        Subdirectories of ``root`` to read (``"Mycotaxon/Vol054"``); all by default.
+    pattern : str
+        File name pattern, searched recursively.
+
+    Returns
+    -------
+    (DataFrame, ParseProblems)
+        Columns ``doc_id`` (the file's path under ``root``), ``line_number``
+        (the block's order in its file), ``text`` and ``label`` (the raw label);
+        and the markup irregularities counted while parsing (also logged), so
+        that malformed blocks are reported, never silently dropped.
+
+    Examples
+    --------
+    >>> df, problems = read_yedda(spark, "shared/data/skol-annotated/journals")  # doctest: +SKIP
+    >>> with_three_classes(df).groupBy("label3").count().show()                  # doctest: +SKIP
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Expected a directory of YEDDA files. Received: {str(root)!r} (not a directory)")
+    directories: Iterable[Path] = [root / v for v in volumes] if volumes else [root]
+    paths = []
+    for directory in directories:
+        found = sorted(directory.rglob(pattern))
+        if not found:
+            raise ValueError(f"No files matching {pattern!r} under {str(directory)!r}.")
+        paths.extend(found)
+    table, problems = read_yedda_files(paths, root=root)
+    return _arrow_to_spark(spark, table), problems
+
+
+def with_three_classes(df: DataFrame, labelCol: str = "label", outputCol: str = "label3") -> DataFrame:
+    """Add SKOL's 3-class label: Nomenclature and Description kept, the rest Misc-exposition."""
+    kept = [c for c in THREE_CLASSES if c != "Misc-exposition"]
+    return df.withColumn(
+        outputCol,
+        F.when(F.col(labelCol).isin(kept), F.col(labelCol)).otherwise(F.lit("Misc-exposition")),
+    )
