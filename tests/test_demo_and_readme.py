@@ -36,3 +36,7 @@ def test_cli_help_and_bad_arguments():
     assert done.returncode == 0 and "--epochs" in done.stdout
     bad = subprocess.run([sys.executable, "-m", "skol_spark", "demo", "--epochs", "x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid int value" in bad.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "skol_spark", "journals", "--data", "/no/such/dir"], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "--data '/no/such/dir' is not a directory" in missing.stderr

@@ -1,0 +1,64 @@
+"""SKOL's annotated journals end to end, on a small scale (the full run is in BENCHMARKS.md)."""
+
+import pytest
+from conftest import SHARED_DATA, assert_same_predictions, predictions
+from pyspark.ml import PipelineModel
+
+from skol_spark.datasets import read_yedda, with_three_classes
+
+JOURNALS = SHARED_DATA / "journals"
+needs_data = pytest.mark.skipif(
+    not JOURNALS.is_dir(), reason=f"SKOL annotated journals not found at {JOURNALS} (../shared is absent)"
+)
+
+
+@needs_data
+def test_read_yedda_gives_one_row_per_block_with_three_classes(spark):
+    df, problems = read_yedda(spark, JOURNALS, ["Persoonia/Vol016", "Mycotaxon/Vol118"])
+    assert df.columns == ["doc_id", "line_number", "text", "label"]
+    assert df.count() == 5555 + 3443
+    counts = {r.label3: r["count"] for r in with_three_classes(df).groupBy("label3").count().collect()}
+    assert counts == {"Nomenclature": 647 + 245, "Description": 781 + 150, "Misc-exposition": 4127 + 3048}
+    assert df.select("doc_id").distinct().count() == 4 + 54
+    assert df.filter("doc_id = 'Persoonia/Vol016/n1.txt.ann'").agg({"line_number": "max"}).first()[0] >= 1000
+    # Malformed markup is counted and reported, never silently dropped.
+    assert problems.nested_block > 0 and problems.empty_block > 0
+
+
+def test_read_yedda_refuses_missing_inputs(spark, tmp_path):
+    with pytest.raises(ValueError, match="Expected a directory of YEDDA files"):
+        read_yedda(spark, tmp_path / "absent")
+    (tmp_path / "Vol1").mkdir()
+    with pytest.raises(ValueError, match="No files matching '\\*.txt.ann' under .*Vol1"):
+        read_yedda(spark, tmp_path, ["Vol1"])
+
+
+@needs_data
+def test_small_journal_comparison_runs(spark):
+    from skol_spark.journals import compare_on_journals
+
+    result = compare_on_journals(
+        spark, JOURNALS, ["Mycotaxon/Vol117"], ["Mycotaxon/Vol118"], numFeatures=256, max_docs=6,
+        windowSize=20, hiddenSize=8, numLayers=1, epochs=1,
+    )
+    assert result.bilstm.labels == ["Description", "Misc-exposition", "Nomenclature"]
+    assert result.bilstm.confusion.sum() == result.baseline.confusion.sum() > 0
+    text = result.format()
+    assert "macro-F1 gain" in text and "Nomenclature" in text
+    assert result.to_dict()["settings"]["classifier"]["windowSize"] == 20
+
+
+@needs_data
+def test_skol_pipeline_from_text_fits_saves_and_loads(spark, tmp_path):
+    from skol_spark.text_pipeline import LAYOUT_COLUMNS, skol_pipeline
+
+    df, _ = read_yedda(spark, JOURNALS, ["Mycotaxon/Vol117"])
+    df = with_three_classes(df).filter("doc_id < 'Mycotaxon/Vol117/s13'")
+    model = skol_pipeline(numFeatures=128, windowSize=16, hiddenSize=8, numLayers=1, epochs=1).fit(df)
+    out = model.transform(df)
+    assert set(LAYOUT_COLUMNS) <= set(out.columns)
+    layout = out.select(*LAYOUT_COLUMNS).first()
+    assert all(0.0 <= v <= 2.0 for v in layout)
+    path = str(tmp_path / "skol_pipeline")
+    model.write().overwrite().save(path)
+    assert_same_predictions(predictions(PipelineModel.load(path), df), predictions(model, df))
