@@ -73,14 +73,13 @@ def gather_windows(
 
 
 def _bucket(n: int, limit: int) -> int:
-    """Batch size to pad ``n`` windows to: a power of two (>= 8), at most ``limit``.
+    """Batch size to pad ``n`` windows to: one small shape or the full one.
 
-    Few distinct shapes means few retraces of the compiled forward pass.
+    Two shapes mean at most two traces of the compiled forward pass per
+    worker, while a small remainder is not padded to a full batch.
     """
-    size = 8
-    while size < n:
-        size *= 2
-    return min(size, max(limit, n))
+    small = min(32, limit)
+    return small if n <= small else max(limit, n)
 
 
 def predict_block(
@@ -111,8 +110,9 @@ def predict_block(
             mask = np.concatenate([mask, np.zeros((size - len(s), window), bool)])
         probs = np.asarray(forward(x, mask))[: len(s)]
         valid = rows >= 0
-        flat_rows = rows[valid]
-        np.add.at(sums, flat_rows, probs[valid])
+        flat_rows, flat_probs = rows[valid], probs[valid]
+        for k in range(num_classes):
+            sums[:, k] += np.bincount(flat_rows, weights=flat_probs[:, k], minlength=n)
         counts += np.bincount(flat_rows, minlength=n)
     return sums / counts[:, None]
 
@@ -178,6 +178,8 @@ def _dense_from_vector_struct(column: pa.StructArray, n: int, dtype) -> np.ndarr
         kind == 1, value_counts, column.field("size").fill_null(0).to_numpy(zero_copy_only=False)
     ).astype(np.int64)
     width = _single_width(sizes)
+    if n and (kind == 1).all():  # all dense: the values are already row-major
+        return values_col.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(n, width)
     out = np.zeros((n, width), dtype=dtype)
     if n == 0:
         return out
