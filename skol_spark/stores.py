@@ -100,8 +100,7 @@ def save_to_redis(
 
     metadata, body = model_to_parts(model, spark_version)
     chunks = [body[lo : lo + chunk_bytes] for lo in range(0, max(len(body), 1), chunk_bytes)]
-    # Same hash slot as `key` in Redis Cluster: only the part in braces is hashed.
-    temp = f"{{{key}}}:skol_spark-writing:{uuid.uuid4().hex}" if "{" not in key else f"{key}:skol_spark-writing:{uuid.uuid4().hex}"
+    temp = _staging_key(key)
     try:
         staging = client.pipeline(transaction=True)
         staging.delete(temp)
@@ -136,6 +135,16 @@ def save_to_redis(
         raise ModelExistsError(
             f"A value already exists under key {key!r} in {where}; pass overwrite=True to replace it."
         )
+
+
+def _staging_key(key: str) -> str:
+    """A fresh temporary key in the same Redis Cluster hash slot as ``key``.
+
+    Cluster hashes only the part of a key inside braces, so ``{key}:...`` lands
+    where ``key`` does (a key that already has braces keeps its own tag).
+    """
+    tagged = key if "{" in key else f"{{{key}}}"
+    return f"{tagged}:skol_spark-writing:{uuid.uuid4().hex}"
 
 
 def _discard(client: "redis.Redis", temp: str) -> None:
