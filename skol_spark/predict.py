@@ -82,20 +82,50 @@ def _configure_threads(cpus: int) -> None:
         logger.debug("TensorFlow threads already configured")
 
 
-def _make_forward(model: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A compiled forward pass over fixed-shape batches."""
-    import keras
+class _RowsForward:
+    """The network over windows gathered inside TensorFlow from a block's feature rows.
 
-    with_mask = len(model.inputs) == 2
-    if keras.backend.backend() == "tensorflow":
+    The block's features become a tensor once; each call passes only a
+    ``(B, W)`` row index and mask, and ``tf.gather`` builds the windows in the
+    graph. No ``(B, W, D)`` numpy batch is made or copied, and one
+    shape-polymorphic trace serves every batch size.
+    """
+
+    def __init__(self, model: Any):
         import tensorflow as tf
 
-        if with_mask:
-            fn = tf.function(lambda x, m: model([x, m], training=False))
-            return lambda x, m: fn(x, m).numpy()
-        fn1 = tf.function(lambda x: model(x, training=False))
-        return lambda x, m: fn1(x).numpy()
-    if with_mask:
+        window, num_features = model.inputs[0].shape[1], model.inputs[0].shape[2]
+        with_mask = len(model.inputs) == 2
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, num_features], tf.float32),
+                tf.TensorSpec([None, window], tf.int32),
+                tf.TensorSpec([None, window], tf.bool),
+            ],
+            reduce_retracing=True,
+        )
+        def forward(features, rows, mask):
+            x = tf.gather(features, tf.maximum(rows, 0)) * tf.cast(mask, tf.float32)[..., None]
+            return model([x, mask], training=False) if with_mask else model(x, training=False)
+
+        self._forward = forward
+        self._tf = tf
+
+    def prepare(self, features: np.ndarray) -> Any:
+        return self._tf.convert_to_tensor(features, dtype=self._tf.float32)
+
+    def from_rows(self, prepared: Any, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self._forward(prepared, rows.astype(np.int32), mask).numpy()
+
+
+def _make_forward(model: Any) -> Any:
+    """The compiled forward pass: windows gathered in-graph on TensorFlow, else numpy windows."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return _RowsForward(model)
+    if len(model.inputs) == 2:
         return lambda x, m: keras.ops.convert_to_numpy(model([x, m], training=False))
     return lambda x, m: keras.ops.convert_to_numpy(model(x, training=False))
 

@@ -8,7 +8,7 @@ per window up front.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +57,13 @@ def window_index(
     return np.concatenate(starts), np.concatenate(lengths), np.concatenate(docs)
 
 
+def window_rows(starts: np.ndarray, lengths: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mask ``(B, W)`` of real steps and their row index ``(B, W)`` (-1 where padded)."""
+    steps = np.arange(window)
+    mask = steps[None, :] < lengths[:, None]
+    return mask, np.where(mask, starts[:, None] + steps[None, :], -1)
+
+
 def gather_windows(
     features: np.ndarray, starts: np.ndarray, lengths: np.ndarray, window: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,9 +71,7 @@ def gather_windows(
 
     Padded steps hold zeros and ``mask == False``; their row index is -1.
     """
-    steps = np.arange(window)
-    mask = steps[None, :] < lengths[:, None]
-    rows = np.where(mask, starts[:, None] + steps[None, :], -1)
+    mask, rows = window_rows(starts, lengths, window)
     gathered = features[np.where(mask, rows, 0)]
     gathered[~mask] = 0
     return gathered, mask, rows
@@ -83,7 +88,7 @@ def _bucket(n: int, limit: int) -> int:
 
 
 def predict_block(
-    forward: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    forward: Any,
     features: np.ndarray,
     doc_lengths: np.ndarray,
     window: int,
@@ -94,21 +99,30 @@ def predict_block(
     """Per-position class probabilities ``(n, K)`` for a block of whole documents.
 
     Windows of all documents in the block are batched together, ``batch_windows``
-    per ``forward`` call, each call padded to a fixed bucket shape. Positions
-    covered by several windows get the mean of their probabilities.
+    per ``forward`` call. ``forward`` is either a callable on numpy windows
+    ``(x (B, W, D), mask (B, W))``, whose calls are padded to a fixed bucket
+    shape, or an object with ``prepare(features)`` and
+    ``from_rows(prepared, rows, mask)`` that gathers the windows itself.
+    Positions covered by several windows get the mean of their probabilities.
     """
     n = features.shape[0]
     sums = np.zeros((n, num_classes), dtype=np.float64)
     counts = np.zeros(n, dtype=np.float64)
     starts, lengths, _ = window_index(doc_lengths, window, stride)
+    gathers_itself = hasattr(forward, "from_rows")
+    prepared = forward.prepare(features) if gathers_itself else None
     for lo in range(0, len(starts), batch_windows):
         s, l = starts[lo : lo + batch_windows], lengths[lo : lo + batch_windows]
-        x, mask, rows = gather_windows(features, s, l, window)
-        size = _bucket(len(s), batch_windows)
-        if size > len(s):
-            x = np.concatenate([x, np.zeros((size - len(s),) + x.shape[1:], x.dtype)])
-            mask = np.concatenate([mask, np.zeros((size - len(s), window), bool)])
-        probs = np.asarray(forward(x, mask))[: len(s)]
+        if gathers_itself:
+            mask, rows = window_rows(s, l, window)
+            probs = forward.from_rows(prepared, rows, mask)
+        else:
+            x, mask, rows = gather_windows(features, s, l, window)
+            size = _bucket(len(s), batch_windows)
+            if size > len(s):
+                x = np.concatenate([x, np.zeros((size - len(s),) + x.shape[1:], x.dtype)])
+                mask = np.concatenate([mask, np.zeros((size - len(s), window), bool)])
+            probs = np.asarray(forward(x, mask))[: len(s)]
         valid = rows >= 0
         flat_rows, flat_probs = rows[valid], probs[valid]
         for k in range(num_classes):
