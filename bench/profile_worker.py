@@ -20,7 +20,6 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
 from bench_transform import make_data, make_model  # noqa: E402

@@ -15,7 +15,7 @@ from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationS
 from pyspark.sql import functions as F
 
 from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
-from skol_spark.errors import ChecksumMismatchError, CorruptModelError, WrongModelClassError
+from skol_spark.errors import ChecksumMismatchError, WrongModelClassError
 
 
 def _params(model):
