@@ -22,7 +22,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from skol_spark.windows import dense_features, document_lengths, document_starts, predict_block
+from skol_spark.windows import (
+    dense_features,
+    document_lengths,
+    document_starts,
+    first_duplicate_position,
+    predict_block,
+)
 
 __all__ = ["PredictSpec", "label_partition", "get_network", "build_count"]
 
@@ -162,16 +168,13 @@ def _check_keys(spec: PredictSpec, docs: pa.Array, positions: pa.Array) -> None:
     pos = positions.to_numpy(zero_copy_only=False)
     if pos.dtype.kind == "f" and np.isnan(pos).any():
         raise ValueError(f"Column {spec.position_col!r} has NaN positions; drop or fill them.")
-    if len(pos) > 1:
-        ids = docs.to_numpy(zero_copy_only=False)
-        same = (ids[1:] == ids[:-1]) & (pos[1:] == pos[:-1])
-        if same.any():
-            i = int(np.flatnonzero(same)[0])
-            raise ValueError(
-                f"Document {_scalar(ids[i])!r} has two rows at "
-                f"{spec.position_col}={_scalar(pos[i])!r}; "
-                "positions must be unique within a document."
-            )
+    i = first_duplicate_position(docs, pos)
+    if i is not None:
+        raise ValueError(
+            f"Document {docs[i].as_py()!r} has two rows at "
+            f"{spec.position_col}={_scalar(pos[i])!r}; "
+            "positions must be unique within a document."
+        )
 
 
 def _list_array(values: np.ndarray) -> pa.ListArray:

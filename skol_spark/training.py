@@ -30,7 +30,7 @@ from skol_spark.network import (
 from skol_spark.windows import (
     dense_features,
     document_lengths,
-    document_starts,
+    first_duplicate_position,
     gather_windows,
     predict_block,
     window_index,
@@ -96,10 +96,8 @@ def arrow_to_training_data(
     order = pc.sort_indices(table, sort_keys=[(doc_col, "ascending"), (position_col, "ascending")])
     docs = table.column(doc_col).take(order).combine_chunks()
     pos = positions.take(order).to_numpy()
-    same_doc = ~np.isin(np.arange(1, len(pos)), document_starts(docs))
-    duplicate = same_doc & (pos[1:] == pos[:-1])
-    if duplicate.any():
-        i = int(np.flatnonzero(duplicate)[0])
+    i = first_duplicate_position(docs, pos)
+    if i is not None:
         raise ValueError(
             f"Document {docs[i].as_py()!r} has two rows at {position_col}={pos[i].item()!r}. "
             f"Positions must be unique within a document ({doc_col!r}, {position_col!r})."

@@ -22,6 +22,7 @@ __all__ = [
     "dense_features",
     "document_lengths",
     "document_starts",
+    "first_duplicate_position",
 ]
 
 
@@ -138,6 +139,19 @@ def document_starts(doc_ids: pa.Array) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     changed = pc.not_equal(doc_ids.slice(1), doc_ids.slice(0, n - 1))
     return np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1
+
+
+def first_duplicate_position(doc_ids: pa.Array, positions: np.ndarray) -> int | None:
+    """Row ``i`` whose (document, position) row ``i + 1`` repeats, or None.
+
+    Rows must be grouped by document and sorted by position within it.
+    """
+    if len(positions) < 2:
+        return None
+    same_doc = np.ones(len(positions) - 1, dtype=bool)
+    same_doc[document_starts(doc_ids) - 1] = False
+    duplicate = same_doc & (positions[1:] == positions[:-1])
+    return int(np.flatnonzero(duplicate)[0]) if duplicate.any() else None
 
 
 def document_lengths(doc_ids: pa.Array) -> np.ndarray:

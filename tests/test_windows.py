@@ -97,3 +97,12 @@ def test_document_lengths_of_grouped_ids():
     assert document_lengths(pa.array(["a", "a", "b", "c", "c", "c"])).tolist() == [2, 1, 3]
     assert document_lengths(pa.array([7])).tolist() == [1]
     assert document_lengths(pa.array([], pa.string())).tolist() == []
+
+
+def test_first_duplicate_position_only_within_a_document():
+    from skol_spark.windows import first_duplicate_position
+
+    ids = pa.array(["a", "a", "b", "b", "b"])
+    assert first_duplicate_position(ids, np.array([0, 1, 1, 2, 3])) is None  # 'a'@1 and 'b'@1 differ
+    assert first_duplicate_position(ids, np.array([0, 1, 0, 2, 2])) == 3
+    assert first_duplicate_position(pa.array(["a"]), np.array([5])) is None
