@@ -307,7 +307,7 @@ def fit_comparison(spark, positions: int, epochs: int = 2) -> dict:
     from skol_spark import BiLSTMClassifier
     from skol_spark.datasets import make_synthetic_documents
     from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network
-    from skol_spark.training import arrow_to_training_data
+    from skol_spark.training_data import arrow_to_training_data
     from skol_spark.windows import gather_windows, window_index
 
     df = make_synthetic_documents(spark, num_docs=max(1, positions // 100), mean_length=100, num_features=256, seed=3)
@@ -333,7 +333,7 @@ def fit_comparison(spark, positions: int, epochs: int = 2) -> dict:
     t0 = time.perf_counter()
     network.fit([x, mask], y, sample_weight=mask.astype("float32"), batch_size=32, epochs=epochs, verbose=0, shuffle=True)
     plain = time.perf_counter() - t0
-    windows_bytes = data.features.nbytes
+    windows_bytes = len(data.labels) * data.num_features * 4  # float32 rows, as training windows hold them
     df.unpersist()
     return {
         "positions": n,

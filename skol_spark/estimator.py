@@ -322,13 +322,8 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def _fit(self, dataset: DataFrame) -> "BiLSTMClassificationModel":
         from skol_spark.network import weights_to_bytes
-        from skol_spark.training import (
-            TrainingConfig,
-            arrow_to_training_data,
-            history_to_json,
-            train_network,
-            verify_rebuild,
-        )
+        from skol_spark.training import TrainingConfig, history_to_json, train_network, verify_rebuild
+        from skol_spark.training_data import collect_training_data
 
         self._check_window_params()
         _check_input_schema(self, dataset.schema, with_label=True)
@@ -342,9 +337,14 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             ", ".join(f"{name}={w:.4g} (n={n})" for name, w, n in zip(labels, class_weights, counts)),
         )
         columns = [self.getDocIdCol(), self.getPositionCol(), self.getLabelCol(), self.getFeaturesCol()]
-        table = _to_arrow(dataset.select(*[F.col(f"`{c}`") for c in columns]))
-        data = arrow_to_training_data(table, *columns)
-        del table
+        data = collect_training_data(dataset, *columns, expected_rows=sum(counts))
+        logger.info(
+            "training rows on the driver: %d x %d, %s storage, %.1f MB",
+            len(data.labels),
+            data.num_features,
+            "sparse" if data.features.is_sparse else "dense",
+            data.features.nbytes / 2**20,
+        )
         config = TrainingConfig(
             window=self.getWindowSize(),
             num_classes=len(labels),
@@ -394,13 +394,6 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
                 f"numLayers={self.getNumLayers()}. Set them equal to warm-start."
             )
         return initial.getKerasModel().get_weights()
-
-
-def _to_arrow(df: DataFrame) -> pa.Table:
-    """Collect a DataFrame as an Arrow table (Spark 4's toArrow, or 3.5's private path)."""
-    if hasattr(df, "toArrow"):
-        return df.toArrow()
-    return pa.Table.from_batches(df._collect_as_arrow())  # Spark 3.5
 
 
 class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadable):

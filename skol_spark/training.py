@@ -1,9 +1,7 @@
-"""Driver side: move training data out of Spark through Arrow and fit the network.
+"""Driver side: fit the network on training rows collected by ``training_data``.
 
-Data path: one ``select`` of four columns, collected as an Arrow table, sorted
-by (document, position) with Arrow's vectorized sort, and densified once into
-a float32 ``(n, D)`` array. Windows are index ranges into that array and are
-gathered batch by batch, so the training data exists once in memory.
+Windows are index ranges into the rows (sorted by document and position) and
+are gathered batch by batch, so the training data exists once in memory.
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 import keras
 
@@ -27,35 +23,16 @@ from skol_spark.network import (
     build_network,
     model_from_json,
 )
-from skol_spark.windows import (
-    dense_features,
-    document_lengths,
-    first_duplicate_position,
-    gather_windows,
-    predict_block,
-    window_index,
-)
+from skol_spark.training_data import TrainingData
+from skol_spark.windows import gather_windows, predict_block, window_index
 
-__all__ = ["TrainingData", "TrainingConfig", "ModelRebuildError", "arrow_to_training_data", "train_network"]
+__all__ = ["TrainingConfig", "ModelRebuildError", "train_network", "verify_rebuild"]
 
 logger = logging.getLogger("skol_spark")
 
 
 class ModelRebuildError(RuntimeError):
     """The trained network cannot be rebuilt from its JSON as the executors will."""
-
-
-@dataclass
-class TrainingData:
-    """Rows sorted by (document, position): features ``(n, D)``, labels ``(n,)``."""
-
-    features: np.ndarray
-    labels: np.ndarray
-    doc_lengths: np.ndarray
-
-    @property
-    def num_features(self) -> int:
-        return int(self.features.shape[1])
 
 
 @dataclass
@@ -73,43 +50,6 @@ class TrainingConfig:
     validation_fraction: float = 0.0
     predict_batch_windows: int = 256
     initial_weights: list[np.ndarray] | None = field(default=None, repr=False)
-
-
-def arrow_to_training_data(
-    table: pa.Table, doc_col: str, position_col: str, label_col: str, features_col: str
-) -> TrainingData:
-    """Sort an Arrow table of training rows and turn it into numpy arrays.
-
-    Raises ``ValueError`` naming the column for nulls, NaN positions, duplicate
-    positions within a document and feature vectors of different lengths.
-    """
-    for name in (doc_col, position_col, label_col, features_col):
-        nulls = table.column(name).null_count
-        if nulls:
-            raise ValueError(
-                f"Column {name!r} has {nulls} null values in the training data. "
-                "Drop or fill them before fit."
-            )
-    positions = table.column(position_col)
-    if pa.types.is_floating(positions.type) and pc.any(pc.is_nan(positions)).as_py():
-        raise ValueError(f"Column {position_col!r} has NaN positions. Drop or fill them before fit.")
-    order = pc.sort_indices(table, sort_keys=[(doc_col, "ascending"), (position_col, "ascending")])
-    docs = table.column(doc_col).take(order).combine_chunks()
-    pos = positions.take(order).to_numpy()
-    i = first_duplicate_position(docs, pos)
-    if i is not None:
-        raise ValueError(
-            f"Document {docs[i].as_py()!r} has two rows at {position_col}={pos[i].item()!r}. "
-            f"Positions must be unique within a document ({doc_col!r}, {position_col!r})."
-        )
-    labels = table.column(label_col).take(order).to_numpy().astype(np.int32)
-    try:
-        features = dense_features(table.column(features_col).take(order))
-    except ValueError as exc:
-        raise ValueError(
-            f"Column {features_col!r}: {exc}. Every row needs a feature vector of the same length."
-        ) from exc
-    return TrainingData(features=features, labels=labels, doc_lengths=document_lengths(docs))
 
 
 class _WindowBatches(keras.utils.PyDataset):

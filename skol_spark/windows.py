@@ -8,7 +8,7 @@ per window up front.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +23,7 @@ __all__ = [
     "document_lengths",
     "document_starts",
     "first_duplicate_position",
+    "vector_struct_parts",
 ]
 
 
@@ -178,7 +179,7 @@ def dense_features(column: pa.Array | pa.ChunkedArray, dtype=np.float32) -> np.n
         return _dense_from_vector_struct(column, n, dtype)
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type):
         sizes = _list_sizes(column)
-        width = _single_width(sizes)
+        width = single_width(sizes)
         values = column.flatten().to_numpy(zero_copy_only=False)
         return values.astype(dtype, copy=False).reshape(n, width)
     raise ValueError(f"features of Arrow type {column.type} are neither vectors nor numeric arrays")
@@ -189,7 +190,7 @@ def _list_sizes(column: pa.Array) -> np.ndarray:
     return np.diff(offsets).astype(np.int64) if len(offsets) else np.zeros(0, np.int64)
 
 
-def _single_width(sizes: np.ndarray) -> int:
+def single_width(sizes: np.ndarray) -> int:
     if len(sizes) == 0:
         return 0
     lo, hi = int(sizes.min()), int(sizes.max())
@@ -198,30 +199,53 @@ def _single_width(sizes: np.ndarray) -> int:
     return lo
 
 
-def _dense_from_vector_struct(column: pa.StructArray, n: int, dtype) -> np.ndarray:
+class VectorParts(NamedTuple):
+    """The numpy pieces of an Arrow column of Spark ML Vectors (VectorUDT structs)."""
+
+    kind: np.ndarray  # per row: 1 dense, 0 sparse
+    size: np.ndarray  # per row: declared size (sparse rows), 0 for dense rows
+    value_counts: np.ndarray  # per row: number of stored values
+    value_starts: np.ndarray  # per row: offset of its first value in ``values``
+    values: np.ndarray  # all stored values, row after row (float64)
+    row_of_value: np.ndarray  # per value: its row
+    sparse_indices: np.ndarray  # column indices of the sparse rows' values, in row order
+
+
+def vector_struct_parts(column: pa.StructArray) -> VectorParts:
+    """Split a VectorUDT struct column ``(type, size, indices, values)`` into numpy arrays."""
     kind = column.field("type").to_numpy(zero_copy_only=False)
     values_col = column.field("values")
     value_counts = _list_sizes(values_col)
-    sizes = np.where(
-        kind == 1, value_counts, column.field("size").fill_null(0).to_numpy(zero_copy_only=False)
-    ).astype(np.int64)
-    width = _single_width(sizes)
-    if n and (kind == 1).all():  # all dense: the values are already row-major
-        return values_col.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(n, width)
+    offsets = np.asarray(values_col.offsets)
+    return VectorParts(
+        kind=kind,
+        size=column.field("size").fill_null(0).to_numpy(zero_copy_only=False),
+        value_counts=value_counts,
+        value_starts=(offsets[:-1] - offsets[0]) if len(offsets) else np.zeros(0, np.int64),
+        values=values_col.flatten().to_numpy(zero_copy_only=False),
+        row_of_value=np.repeat(np.arange(len(column)), value_counts),
+        sparse_indices=column.field("indices").flatten().to_numpy(zero_copy_only=False),
+    )
+
+
+def _dense_from_vector_struct(column: pa.StructArray, n: int, dtype) -> np.ndarray:
+    parts = vector_struct_parts(column)
+    sizes = np.where(parts.kind == 1, parts.value_counts, parts.size).astype(np.int64)
+    width = single_width(sizes)
+    if n and (parts.kind == 1).all():  # all dense: the values are already row-major
+        return parts.values.astype(dtype, copy=False).reshape(n, width)
     out = np.zeros((n, width), dtype=dtype)
     if n == 0:
         return out
-    values = values_col.flatten().to_numpy(zero_copy_only=False)
-    row_of_value = np.repeat(np.arange(n), value_counts)
-    dense_rows = kind[row_of_value] == 1
-    columns = np.empty(len(values), dtype=np.int64)
+    dense_rows = parts.kind[parts.row_of_value] == 1
+    columns = np.empty(len(parts.values), dtype=np.int64)
     if dense_rows.any():
-        starts = np.asarray(values_col.offsets)[:-1]
-        columns[dense_rows] = (np.arange(len(values)) - np.repeat(starts, value_counts))[dense_rows]
+        rank = np.arange(len(parts.values)) - np.repeat(parts.value_starts, parts.value_counts)
+        columns[dense_rows] = rank[dense_rows]
     if (~dense_rows).any():
         # Sparse rows' indices, flattened in row order, line up with their values.
-        columns[~dense_rows] = column.field("indices").flatten().to_numpy(zero_copy_only=False)
-    out[row_of_value, columns] = values
+        columns[~dense_rows] = parts.sparse_indices
+    out[parts.row_of_value, columns] = parts.values
     return out
 
 

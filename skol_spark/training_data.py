@@ -1,0 +1,383 @@
+"""Driver side: stream training rows out of Spark into one compact copy.
+
+``fit`` needs every training row on the driver, sorted by (document,
+position). The rows arrive as Arrow record batches; each batch is converted as
+it arrives and then dropped, so the driver holds the data once, in float32:
+
+* dense features go into one preallocated ``(n, D)`` float32 array;
+* sparse features (hashed TF-IDF and the like) stay sparse, as CSR
+  (``indptr``, int32 ``indices``, float32 ``values``), and are densified only
+  for the rows of one training batch at a time.
+
+Rows are kept in arrival order; only the small key columns are sorted, and
+:class:`FeatureRows` maps sorted row numbers to stored rows. So there is no
+sorted copy of the features either.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from skol_spark.windows import (
+    dense_features,
+    document_lengths,
+    first_duplicate_position,
+    single_width,
+    vector_struct_parts,
+)
+
+__all__ = ["FeatureRows", "TrainingData", "arrow_batches", "collect_training_data", "arrow_to_training_data"]
+
+logger = logging.getLogger("skol_spark")
+
+# Store features sparse when at most this share of the first batch's cells is
+# stored explicitly: CSR costs 8 bytes per stored value against 4 per dense cell.
+_SPARSE_DENSITY = 0.25
+
+
+class FeatureRows:
+    """Feature rows addressed in (document, position) order, stored once.
+
+    Behaves like a read-only float32 ``(n, D)`` array for integer-array
+    indexing: ``rows[idx]`` has shape ``idx.shape + (D,)``. That is all the
+    window gathering needs.
+    """
+
+    def __init__(
+        self,
+        order: np.ndarray,
+        width: int,
+        dense: np.ndarray | None = None,
+        csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        if (dense is None) == (csr is None):
+            raise ValueError("FeatureRows needs exactly one of dense or csr storage")
+        self.order = np.asarray(order, dtype=np.int64)
+        self.width = int(width)
+        self.dense, self.csr = dense, csr
+
+    @classmethod
+    def from_dense(cls, features: np.ndarray) -> "FeatureRows":
+        """Rows already in order (tests, benchmarks)."""
+        features = np.asarray(features, dtype=np.float32)
+        return cls(np.arange(len(features)), features.shape[1], dense=features)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.order), self.width)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    @property
+    def is_sparse(self) -> bool:
+        return self.csr is not None
+
+    @property
+    def nbytes(self) -> int:
+        parts = [self.dense] if self.dense is not None else list(self.csr)
+        return int(sum(p.nbytes for p in parts) + self.order.nbytes)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = np.asarray(index)
+        if index.dtype == bool or not np.issubdtype(index.dtype, np.integer):
+            raise TypeError("FeatureRows supports integer-array indexing only")
+        stored = self.order[index.ravel()]
+        if self.dense is not None:
+            out = self.dense[stored]
+        else:
+            out = self._densify(stored)
+        return out.reshape(index.shape + (self.width,))
+
+    def _densify(self, stored: np.ndarray) -> np.ndarray:
+        indptr, indices, values = self.csr
+        out = np.zeros((len(stored), self.width), dtype=np.float32)
+        begin, end = indptr[stored], indptr[stored + 1]
+        counts = end - begin
+        total = int(counts.sum())
+        if total:
+            row = np.repeat(np.arange(len(stored)), counts)
+            # Position of each stored value: its row's begin plus its rank in the row.
+            rank = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+            at = np.repeat(begin, counts) + rank
+            out[row, indices[at]] = values[at]
+        return out
+
+
+@dataclass
+class TrainingData:
+    """Training rows in (document, position) order: features, labels, document lengths."""
+
+    features: FeatureRows | np.ndarray
+    labels: np.ndarray
+    doc_lengths: np.ndarray
+
+    @property
+    def num_features(self) -> int:
+        return int(self.features.shape[1])
+
+
+class _FeatureSink:
+    """Features of record batches appended in arrival order, dense or CSR."""
+
+    def __init__(self, expected_rows: int | None) -> None:
+        self.expected = expected_rows
+        self.rows = 0
+        self.width: int | None = None
+        self.dense: np.ndarray | None = None
+        self.sparse_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+
+    def add(self, column: pa.Array) -> None:
+        n = len(column)
+        if n == 0:
+            return
+        if column.null_count:
+            raise ValueError(f"{column.null_count} of {n} feature rows are null")
+        parts = vector_struct_parts(column) if pa.types.is_struct(column.type) else None
+        width = _width(column, parts)
+        if self.width is None:
+            self.width = width
+            stored = len(parts.values) if parts is not None else n * width
+            if parts is not None and stored <= _SPARSE_DENSITY * n * max(1, width):
+                self.sparse_parts = []
+            else:
+                capacity = max(n, self.expected or 0)
+                self.dense = np.empty((capacity, width), dtype=np.float32)  # paged in as filled
+        elif width != self.width:
+            raise ValueError(
+                f"feature rows have different lengths (from {min(width, self.width)} to "
+                f"{max(width, self.width)})"
+            )
+        if self.sparse_parts is not None:
+            self.sparse_parts.append(_csr_piece(column, parts, width))
+        else:
+            if self.rows + n > len(self.dense):  # more rows than counted: grow once
+                grown = np.empty((max(2 * len(self.dense), self.rows + n), width), np.float32)
+                grown[: self.rows] = self.dense[: self.rows]
+                self.dense = grown
+            target = self.dense[self.rows : self.rows + n]
+            if parts is not None and (parts.kind == 1).all():
+                target[:] = parts.values.reshape(n, width)  # cast in place, no float32 temporary
+            else:
+                target[:] = dense_features(column)
+        self.rows += n
+
+    def finish(self, order: np.ndarray) -> FeatureRows:
+        width = self.width or 0
+        if self.sparse_parts is not None:
+            counts = np.concatenate([p[0] for p in self.sparse_parts])
+            indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            indices = np.concatenate([p[1] for p in self.sparse_parts])
+            values = np.concatenate([p[2] for p in self.sparse_parts])
+            self.sparse_parts = None
+            return FeatureRows(order, width, csr=(indptr, indices, values))
+        dense = self.dense if self.dense is not None else np.zeros((0, width), np.float32)
+        if len(dense) != self.rows:
+            dense = dense[: self.rows]
+        return FeatureRows(order, width, dense=dense)
+
+
+def _width(column: pa.Array, parts: Any) -> int:
+    if parts is None:  # numeric lists; dense_features checks them when they are copied
+        return dense_features(column.slice(0, 1)).shape[1]
+    sizes = np.where(parts.kind == 1, parts.value_counts, parts.size).astype(np.int64)
+    return single_width(sizes)
+
+
+def _csr_piece(column: pa.Array, parts: Any, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values per row, int32 column indices, float32 values) of one batch."""
+    values = parts.values.astype(np.float32)
+    dense_rows = parts.kind[parts.row_of_value] == 1
+    indices = np.empty(len(values), dtype=np.int32)
+    if dense_rows.any():
+        rank = np.arange(len(values)) - np.repeat(parts.value_starts, parts.value_counts)
+        indices[dense_rows] = rank[dense_rows]
+    if (~dense_rows).any():
+        indices[~dense_rows] = parts.sparse_indices
+    return parts.value_counts.astype(np.int64), indices, values
+
+
+class _KeySink:
+    """The small columns (document, position, label) of every batch, in arrival order."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = list(names)
+        self.chunks: dict[str, list[pa.Array]] = {name: [] for name in self.names}
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        # Copied: a column read off a stream is a slice of the batch's whole
+        # message body, and keeping it would keep that body (features too) alive.
+        for name in self.names:
+            self.chunks[name].append(pa.concat_arrays([batch.column(name)]))
+
+    def table(self, schema: pa.Schema | None) -> pa.Table:
+        if schema is None:
+            schema = pa.schema([(n, pa.null()) for n in self.names])
+        arrays = [pa.chunked_array(self.chunks[n], type=schema.field(n).type) for n in self.names]
+        return pa.table(arrays, names=self.names)
+
+
+def rows_from_batches(
+    batches: Iterable[pa.RecordBatch],
+    doc_col: str,
+    position_col: str,
+    label_col: str,
+    features_col: str,
+    expected_rows: int | None = None,
+    schema: pa.Schema | None = None,
+) -> TrainingData:
+    """Consume record batches (dropping each) into sorted :class:`TrainingData`.
+
+    Raises ``ValueError`` naming the column for nulls, NaN positions, duplicate
+    positions within a document and feature vectors of different lengths.
+    """
+    keys = _KeySink([doc_col, position_col, label_col])
+    features = _FeatureSink(expected_rows)
+    for batch in batches:
+        schema = batch.schema
+        keys.add(batch)
+        try:
+            features.add(batch.column(features_col))
+        except ValueError as exc:
+            raise ValueError(
+                f"Column {features_col!r}: {exc}. Every row needs a feature vector of the same length."
+            ) from exc
+        del batch
+    table = keys.table(schema)
+    for name in (doc_col, position_col, label_col):
+        nulls = table.column(name).null_count
+        if nulls:
+            raise ValueError(
+                f"Column {name!r} has {nulls} null values in the training data. "
+                "Drop or fill them before fit."
+            )
+    positions = table.column(position_col)
+    if pa.types.is_floating(positions.type) and pc.any(pc.is_nan(positions)).as_py():
+        raise ValueError(f"Column {position_col!r} has NaN positions. Drop or fill them before fit.")
+    order = pc.sort_indices(table, sort_keys=[(doc_col, "ascending"), (position_col, "ascending")])
+    docs = table.column(doc_col).take(order).combine_chunks()
+    pos = positions.take(order).to_numpy()
+    i = first_duplicate_position(docs, pos)
+    if i is not None:
+        raise ValueError(
+            f"Document {docs[i].as_py()!r} has two rows at {position_col}={pos[i].item()!r}. "
+            f"Positions must be unique within a document ({doc_col!r}, {position_col!r})."
+        )
+    labels = table.column(label_col).take(order).to_numpy().astype(np.int32)
+    return TrainingData(
+        features=features.finish(order.to_numpy()),
+        labels=labels,
+        doc_lengths=document_lengths(docs),
+    )
+
+
+def arrow_to_training_data(
+    table: pa.Table, doc_col: str, position_col: str, label_col: str, features_col: str
+) -> TrainingData:
+    """:func:`rows_from_batches` over an Arrow table already in memory."""
+    return rows_from_batches(
+        table.to_batches(), doc_col, position_col, label_col, features_col, table.num_rows, table.schema
+    )
+
+
+def collect_training_data(
+    df: Any,
+    doc_col: str,
+    position_col: str,
+    label_col: str,
+    features_col: str,
+    expected_rows: int | None = None,
+) -> TrainingData:
+    """Stream the four columns of ``df`` to the driver as sorted training rows."""
+    selected = df.select(*[_column(df, c) for c in (doc_col, position_col, label_col, features_col)])
+    return rows_from_batches(
+        arrow_batches(selected), doc_col, position_col, label_col, features_col, expected_rows
+    )
+
+
+def _column(df: Any, name: str) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.col(f"`{name}`")
+
+
+def arrow_batches(df: Any) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``df`` as they arrive on the driver, in no particular order.
+
+    Classic Spark 4 and Spark Connect stream batch by batch, so the caller can
+    convert and drop each one; other versions collect the whole table first.
+    """
+    stream = _classic_stream(df) or _connect_stream(df)
+    if stream is None:
+        logger.debug("streaming collection unavailable here; collecting the whole table")
+        yield from _whole_table(df).to_batches()
+        return
+    yield from stream
+
+
+def _whole_table(df: Any) -> pa.Table:
+    if hasattr(df, "toArrow"):
+        return df.toArrow()
+    return pa.Table.from_batches(df._collect_as_arrow())  # Spark 3.5
+
+
+def _classic_stream(df: Any) -> Iterator[pa.RecordBatch] | None:
+    """Batches read straight off Spark's Arrow collect socket, unordered."""
+    jdf = getattr(df, "_jdf", None)
+    if jdf is None or not hasattr(df, "toArrow"):  # Connect, or Spark < 4
+        return None
+    try:
+        from pyspark.errors.exceptions.captured import unwrap_spark_exception
+        from pyspark.serializers import UTF8Deserializer, read_int
+        from pyspark.sql.pandas.serializers import ArrowStreamSerializer
+        from pyspark.util import _load_from_socket
+    except ImportError:
+        return None
+
+    class _Unordered(ArrowStreamSerializer):
+        def load_stream(self, stream):  # type: ignore[override]
+            yield from super().load_stream(stream)
+            count = read_int(stream)
+            if count == -1:
+                raise RuntimeError(
+                    f"Spark failed while sending training rows: {UTF8Deserializer().loads(stream)}"
+                )
+            for _ in range(count):  # the batch order, which we do not need
+                read_int(stream)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        port, secret, server = jdf.collectAsArrowToPython()
+        try:
+            with _load_from_socket((port, secret), _Unordered()) as stream:
+                yield from stream
+        finally:
+            with unwrap_spark_exception():
+                server.getResult()
+
+    return batches()
+
+
+def _connect_stream(df: Any) -> Iterator[pa.RecordBatch] | None:
+    """Batches of a Spark Connect DataFrame as the server sends them."""
+    session, plan = getattr(df, "_session", None), getattr(df, "_plan", None)
+    client = getattr(session, "client", None)
+    if plan is None or not hasattr(client, "to_table_as_iterator"):
+        return None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        query = plan.to_proto(client)
+        for item in client.to_table_as_iterator(query, plan.observations):
+            if isinstance(item, pa.Table):
+                yield from item.to_batches()
+
+    return batches()

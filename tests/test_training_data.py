@@ -1,0 +1,135 @@
+"""Training rows streamed to the driver: one compact copy, dense or CSR, read in order."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from skol_spark.training_data import (
+    FeatureRows,
+    arrow_to_training_data,
+    collect_training_data,
+    rows_from_batches,
+)
+from skol_spark.windows import dense_features
+
+VECTOR = pa.struct(
+    [
+        pa.field("type", pa.int8(), nullable=False),
+        pa.field("size", pa.int32()),
+        pa.field("indices", pa.list_(pa.field("element", pa.int32(), nullable=False))),
+        pa.field("values", pa.list_(pa.field("element", pa.float64(), nullable=False))),
+    ]
+)
+
+
+def vectors(rows: list[np.ndarray], sparse: list[bool]) -> pa.StructArray:
+    """Spark's VectorUDT layout: dense rows carry values only, sparse rows size+indices+values."""
+    kinds, sizes, indices, values = [], [], [], []
+    for row, is_sparse in zip(rows, sparse):
+        if is_sparse:
+            nz = np.flatnonzero(row)
+            kinds.append(0), sizes.append(len(row)), indices.append(nz.tolist()), values.append(row[nz].tolist())
+        else:
+            kinds.append(1), sizes.append(None), indices.append(None), values.append(row.tolist())
+    return pa.StructArray.from_arrays(
+        [
+            pa.array(kinds, pa.int8()),
+            pa.array(sizes, pa.int32()),
+            pa.array(indices, VECTOR.field("indices").type),
+            pa.array(values, VECTOR.field("values").type),
+        ],
+        fields=list(VECTOR),
+    )
+
+
+def batch(docs, positions, labels, features) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array(docs), pa.array(positions, pa.int32()), pa.array(labels, pa.float64()), features],
+        names=["doc", "pos", "label", "features"],
+    )
+
+
+def random_rows(rng, n, width, density):
+    dense = rng.normal(size=(n, width)) * (rng.random((n, width)) < density)
+    return [row for row in dense]
+
+
+@pytest.mark.parametrize(
+    "density, dense_every, expect_sparse",
+    [(0.05, 10, True), (0.9, 2, False)],  # share of nonzeros; every k-th vector stored dense
+)
+def test_batches_in_any_order_give_sorted_rows(density, dense_every, expect_sparse):
+    rng = np.random.default_rng(0)
+    width, n = 40, 90
+    rows = random_rows(rng, n, width, density)
+    docs = [f"d{i % 7}" for i in range(n)]
+    positions = list(rng.permutation(n))
+    labels = [float(i % 3) for i in range(n)]
+    sparse = [i % dense_every != 0 for i in range(n)]  # dense and sparse vectors mixed
+    batches = [
+        batch(docs[lo:hi], positions[lo:hi], labels[lo:hi], vectors(rows[lo:hi], sparse[lo:hi]))
+        for lo, hi in [(60, 90), (0, 25), (25, 60)]  # arrival order differs from row order
+    ]
+    data = rows_from_batches(batches, "doc", "pos", "label", "features", expected_rows=n)
+
+    assert data.features.is_sparse is expect_sparse
+    order = sorted(range(n), key=lambda i: (docs[i], positions[i]))
+    expected = np.stack([rows[i] for i in order]).astype(np.float32)
+    np.testing.assert_array_equal(data.features[np.arange(n)], expected)
+    np.testing.assert_array_equal(data.labels, [labels[i] for i in order])
+    assert data.doc_lengths.tolist() == [sum(d == f"d{k}" for d in docs) for k in range(7)]
+    # Any index shape: windows index with (B, W) arrays.
+    idx = np.array([[0, 5, 9], [89, 1, 1]])
+    np.testing.assert_array_equal(data.features[idx], expected[idx])
+
+
+def test_same_rows_as_a_whole_table():
+    rng = np.random.default_rng(1)
+    rows = random_rows(rng, 50, 16, 0.5)
+    table = pa.Table.from_batches(
+        [batch([f"d{i % 4}" for i in range(50)], list(range(50)), [0.0] * 50, vectors(rows, [False] * 50))]
+    )
+    data = arrow_to_training_data(table, "doc", "pos", "label", "features")
+    sorted_table = table.sort_by([("doc", "ascending"), ("pos", "ascending")])
+    np.testing.assert_array_equal(
+        data.features[np.arange(50)], dense_features(sorted_table.column("features"))
+    )
+
+
+def test_more_rows_than_counted_still_fit():
+    rows = [np.arange(4.0) + i for i in range(10)]
+    data = rows_from_batches(
+        [batch(["a"] * 10, list(range(10)), [0.0] * 10, vectors(rows, [False] * 10))],
+        "doc", "pos", "label", "features", expected_rows=3,
+    )
+    np.testing.assert_array_equal(data.features[np.arange(10)], np.stack(rows))
+
+
+def test_rows_of_different_widths_across_batches_are_refused():
+    first = batch(["a"], [0], [0.0], vectors([np.ones(4)], [False]))
+    second = batch(["a"], [1], [0.0], vectors([np.ones(5)], [False]))
+    with pytest.raises(ValueError, match="'features'.*different lengths \\(from 4 to 5\\)"):
+        rows_from_batches([first, second], "doc", "pos", "label", "features")
+
+
+def test_feature_rows_index_with_integers_only():
+    rows = FeatureRows.from_dense(np.ones((3, 2)))
+    with pytest.raises(TypeError, match="integer-array indexing only"):
+        rows[np.array([True, False, True])]
+
+
+def test_streamed_collection_equals_spark_to_arrow(spark, train_df):
+    """The streamed path (Spark's Arrow collect socket, batch by batch) loses and adds nothing."""
+    columns = ["doc_id", "line_number", "label", "features"]
+    small = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "37")  # many batches
+    try:
+        streamed = collect_training_data(train_df, *columns)
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", small)
+    whole = arrow_to_training_data(train_df.select(*columns).toArrow(), *columns)
+    n = len(whole.labels)
+    assert len(streamed.labels) == n == train_df.count()
+    np.testing.assert_array_equal(streamed.features[np.arange(n)], whole.features[np.arange(n)])
+    np.testing.assert_array_equal(streamed.labels, whole.labels)
+    np.testing.assert_array_equal(streamed.doc_lengths, whole.doc_lengths)
