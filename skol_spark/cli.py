@@ -1,10 +1,16 @@
-"""Command line: ``python -m skol_spark demo`` runs the main job on local Spark.
+"""Command line: ``python -m skol_spark`` (or ``skol-spark``) trains, predicts and evaluates.
 
-``demo`` trains a BiLSTMClassifier on the bundled synthetic corpus, labels
-held-out documents, and prints per-class precision/recall/F1 and macro-F1
-next to a per-line LogisticRegression on the same features and class weights.
-``journals`` does the same on SKOL's annotated mycology journals, split by
-volume.
+``train``, ``predict`` and ``evaluate`` run the jobs of :mod:`skol_spark.jobs`
+on Parquet, CSV, JSON Lines or YEDDA files, with models in a directory or
+Redis. ``demo`` trains a BiLSTMClassifier on the bundled synthetic corpus,
+labels held-out documents, and prints per-class precision/recall/F1 and
+macro-F1 next to a per-line LogisticRegression on the same features and class
+weights. ``journals`` does the same on SKOL's annotated mycology journals,
+split by volume. Commands joined by a lone ``+`` run one after another in one
+Spark session (``train ... + evaluate ...``).
+
+Problems the user can fix end with a one-line ``error:`` message on stderr
+and exit code 1 (2 for malformed arguments), never a traceback.
 """
 
 from __future__ import annotations
@@ -14,19 +20,24 @@ import logging
 import os
 import sys
 import time
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-__all__ = ["main", "run_demo"]
+__all__ = ["main", "build_parser", "run_demo"]
 
 
-def _local_spark(master: str):
-    """The active session (notebook, spark-submit) or a quiet local one."""
+def _local_spark(master: str | None):
+    """The active session (notebook, spark-submit) or a quiet local one on ``master``."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:
+        if master and active.sparkContext.master != master:
+            logging.getLogger("skol_spark").warning(
+                "--master %s ignored: using the active session on %s", master, active.sparkContext.master
+            )
         return active
+    master = master or "local[*]"
     spark = (
         SparkSession.builder.master(master)
         .appName("skol_spark")
@@ -78,9 +89,106 @@ def run_demo(spark, num_docs: int = 120, epochs: int = 8, seed: int = 7, out=sys
     return {"bilstm": bilstm, "baseline": baseline, "model": model}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m skol_spark", description=__doc__.splitlines()[0])
+# (option, Param, type) of the BiLSTM hyperparameters train exposes; defaults
+# come from skol_spark.journals.DEFAULT_CLASSIFIER, else the estimator's own.
+_HYPERPARAMETERS = (
+    ("--epochs", "epochs", int),
+    ("--window-size", "windowSize", int),
+    ("--window-stride", "windowStride", int),
+    ("--hidden-size", "hiddenSize", int),
+    ("--num-layers", "numLayers", int),
+    ("--dropout", "dropout", float),
+    ("--batch-size", "batchSize", int),
+    ("--learning-rate", "learningRate", float),
+    ("--weight-strategy", "weightStrategy", str),
+    ("--validation-fraction", "validationFraction", float),
+    ("--seed", "seed", int),
+)
+
+
+def _job_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """Options shared by train/predict/evaluate: the input, and a model to load."""
+    from skol_spark.jobs import FORMATS, Columns
+
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--input", required=True, metavar="PATH",
+                      help="Parquet, CSV (with header), JSON Lines file or directory, or a directory of "
+                           "YEDDA *.ann files")
+    data.add_argument("--format", choices=FORMATS,
+                      help="input format (default: guessed from the file names; required for remote paths)")
+    defaults = Columns()
+    for option, attribute, what in (
+        ("--doc-col", "doc", "document id"),
+        ("--position-col", "position", "position within the document"),
+        ("--text-col", "text", "text, when there is no features column"),
+        ("--label-col", "label", "label: class name or index"),
+        ("--features-col", "features", "features: Vector or array of numbers"),
+    ):
+        data.add_argument(option, default=getattr(defaults, attribute), metavar="NAME",
+                          help=f"column of the {what} (default: %(default)s)")
+    data.add_argument("--three-classes", action="store_true",
+                      help="map labels to SKOL's Nomenclature / Description / Misc-exposition first")
+    data.add_argument("--master",
+                      help="Spark master when no session is active (default: local[*]); spark-submit's "
+                           "own --master wins")
+    stored = argparse.ArgumentParser(add_help=False)
+    stored.add_argument("--model", required=True, metavar="DIR_OR_URL",
+                        help="model directory, or redis://host:port/db (rediss:// for TLS) with --key")
+    stored.add_argument("--key", help="Redis key of the model")
+    return data, stored
+
+
+def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
+    from skol_spark.journals import DEFAULT_CLASSIFIER
+    from skol_spark.params import WEIGHT_STRATEGIES
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    data, stored = _job_parents()
+
+    train = commands.add_parser(
+        "train", parents=[data], 
+        help="fit a BiLSTM (with the text Pipeline for raw text) and save it",
+        description="Fit on labelled rows and save the model. A numeric features column trains "
+                    "a BiLSTMClassificationModel (directory or Redis); text, or string labels, "
+                    "train a PipelineModel (directory only).",
+    )
+    train.add_argument("--model", required=True, metavar="DIR_OR_URL",
+                       help="where to save: a directory, or redis://host:port/db with --key "
+                            "(BiLSTMClassificationModel only)")
+    train.add_argument("--key", help="Redis key to save under")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    train.add_argument("--labels", help="class names by index, comma-separated, for numeric labels "
+                                        "without ML attributes")
+    train.add_argument("--num-features", type=int, default=4096, metavar="N",
+                       help="hashed TF-IDF size, text input (default: %(default)s)")
+    train.add_argument("--no-layout", action="store_true", help="TF-IDF only, no layout features (text input)")
+    for option, param, kind in _HYPERPARAMETERS:
+        extra: dict[str, Any] = {"choices": WEIGHT_STRATEGIES} if param == "weightStrategy" else {}
+        default = DEFAULT_CLASSIFIER.get(param)
+        shown = "%(default)s" if default is not None else "the estimator's"
+        train.add_argument(option, dest=param, type=kind, default=default, metavar=None if extra else kind.__name__.upper(),
+                           help=f"BiLSTMClassifier {param} (default: {shown})", **extra)
+
+    predict = commands.add_parser(
+        "predict", parents=[data, stored], 
+        help="label rows with a saved model and write Parquet",
+        description="Write the input columns plus prediction, probability and predicted_label "
+                    "(the class name) as Parquet.",
+    )
+    predict.add_argument("--output", required=True, metavar="DIR", help="Parquet output directory")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    predict.add_argument("--probability", choices=("array", "vector"), default="array",
+                         help="probability as array<double>, readable anywhere (default), or a Spark ML Vector")
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[data, stored], 
+        help="per-class precision, recall, F1 of a saved model on labelled rows",
+        description="Print the per-class table (precision, recall, F1, support, macro-F1, "
+                    "accuracy) and optionally write it as JSON.",
+    )
+    evaluate.add_argument("--json", metavar="PATH", help="also write the metrics to this JSON file")
+
     demo = commands.add_parser("demo", help="train, transform and evaluate on synthetic documents")
     demo.add_argument("--docs", type=int, default=120, help="training documents (default 120)")
     demo.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
@@ -99,22 +207,143 @@ def main(argv: Sequence[str] | None = None) -> int:
     journals.add_argument("--no-layout", action="store_true", help="TF-IDF only, no layout features")
     journals.add_argument("--json", help="also write the reports and settings to this JSON file")
     journals.add_argument("--master", default="local[2]", help="Spark master when no session is active")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.command == "demo":
-        run_demo(_local_spark(args.master), num_docs=args.docs, epochs=args.epochs, seed=args.seed)
-    elif args.command == "journals":
-        from skol_spark.journals import compare_on_journals
+    return parser
 
-        if not os.path.isdir(args.data):
-            parser.error(f"--data {args.data!r} is not a directory")
-        overrides = {"epochs": args.epochs} if args.epochs else {}
-        result = compare_on_journals(
-            _local_spark(args.master), args.data, numFeatures=args.num_features,
-            layout=not args.no_layout, **overrides,
-        )
-        print(result.format())
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as out:
-                out.write(result.to_json())
+
+def _columns(args: argparse.Namespace) -> Any:
+    from skol_spark.jobs import Columns
+
+    return Columns(args.doc_col, args.position_col, args.text_col, args.label_col, args.features_col)
+
+
+def _read(args: argparse.Namespace, fmt: str) -> Any:
+    from skol_spark.jobs import read_input
+
+    return read_input(_local_spark(args.master), args.input, fmt, _columns(args), args.three_classes)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from skol_spark.jobs import check_destination, detect_format, make_estimator, save_model
+
+    fmt = detect_format(args.input, args.format)
+    # YEDDA is always text, hence a PipelineModel: refuse Redis before Spark starts.
+    check_destination(args.model, args.key, args.overwrite, True if fmt == "yedda" else None)
+    df = _read(args, fmt)
+    params = {param: getattr(args, param) for _, param, _ in _HYPERPARAMETERS
+              if getattr(args, param) is not None}
+    if args.labels:
+        params["labels"] = [name.strip() for name in args.labels.split(",")]
+    estimator = make_estimator(df, _columns(args), params, args.num_features, not args.no_layout)
+    check_destination(args.model, args.key, args.overwrite, hasattr(estimator, "getStages"))
+    started = time.perf_counter()
+    model = estimator.fit(df)
+    seconds = time.perf_counter() - started
+    save_model(model, args.model, args.key, args.overwrite)
+    bilstm = model.stages[-1] if hasattr(model, "stages") else model
+    where = f"{args.model} key {args.key}" if args.key else args.model
+    print(f"trained {type(model).__name__} in {seconds:.1f} s on Spark {_master(df.sparkSession)}, {args.input} "
+          f"(labels: {', '.join(bilstm.labels_)}); saved to {where}")
+
+
+def _master(spark: Any) -> str:
+    try:
+        return spark.conf.get("spark.master", "?")
+    except Exception:  # noqa: BLE001 - only for the message
+        return "?"
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from skol_spark.jobs import JobError, check_source, detect_format, load_model, predict
+
+    fmt = detect_format(args.input, args.format)
+    check_source(args.model, args.key)
+    if os.path.exists(args.output) and not args.overwrite:
+        raise JobError(f"Output {args.output!r} exists; pass --overwrite to replace it.")
+    df = _read(args, fmt)
+    model = load_model(df.sparkSession, args.model, args.key)
+    out = predict(model, df, _columns(args), args.probability)
+    out.write.mode("overwrite" if args.overwrite else "errorifexists").parquet(args.output)
+    print(f"wrote predictions for {args.input} to {args.output}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from skol_spark.jobs import check_source, detect_format, evaluate, load_model, write_json
+
+    fmt = detect_format(args.input, args.format)
+    check_source(args.model, args.key)
+    df = _read(args, fmt)
+    report = evaluate(load_model(df.sparkSession, args.model, args.key), df, _columns(args))
+    print(report.format(f"{args.model} on {args.input}"))
+    if args.json:
+        write_json(args.json, {"model": args.model, "key": args.key, "input": args.input,
+                               **report.to_dict()})
+
+
+def _demo(args: argparse.Namespace) -> None:
+    run_demo(_local_spark(args.master), num_docs=args.docs, epochs=args.epochs, seed=args.seed)
+
+
+def _journals(args: argparse.Namespace) -> None:
+    from skol_spark.journals import compare_on_journals
+
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    result = compare_on_journals(
+        _local_spark(args.master), args.data, numFeatures=args.num_features,
+        layout=not args.no_layout, **overrides,
+    )
+    print(result.format())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            out.write(result.to_json())
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "train": _train, "predict": _predict, "evaluate": _evaluate, "demo": _demo, "journals": _journals,
+}
+
+
+def _split_commands(argv: list[str]) -> list[list[str]]:
+    """``train ... + evaluate ...`` into one argument list per command."""
+    commands: list[list[str]] = [[]]
+    for arg in argv:
+        if arg == "+":
+            commands.append([])
+        else:
+            commands[-1].append(arg)
+    return commands
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is the whole story for a user (no traceback)."""
+    from skol_spark.errors import ModelLoadError
+
+    errors: tuple[type[BaseException], ...] = (ValueError, ModelLoadError, ImportError, OSError)
+    try:
+        from pyspark.errors import PySparkException
+    except ImportError:
+        return errors
+    return (*errors, PySparkException)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run one command, or several joined by ``+``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or ("skol-spark" if os.path.basename(sys.argv[0]) == "skol-spark" else "python -m skol_spark")
+    try:
+        parser = build_parser(prog)
+        runs = [parser.parse_args(command) for command in _split_commands(argv)]
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        for args in runs:
+            if args.command == "journals" and not os.path.isdir(args.data):
+                parser.error(f"--data {args.data!r} is not a directory")
+            _COMMANDS[args.command](args)
+    except _user_errors() as exc:
+        if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] == "pyspark":
+            from skol_spark import SPARK_MISSING
+
+            exc = ImportError(f"{SPARK_MISSING}.")
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        message = lines[0] if lines else type(exc).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 1
     return 0

@@ -30,7 +30,6 @@ from skol_spark.errors import (
     ModelNotFoundError,
     StoreUnavailableError,
 )
-from skol_spark.persistence import model_from_parts, model_to_parts
 
 if TYPE_CHECKING:
     import redis
@@ -97,6 +96,8 @@ def save_to_redis(
         raise ValueError(f"Expected ttl in seconds > 0, or None. Received: {ttl}")
     client, where = redis_client(client_or_url)
     from pyspark import __version__ as spark_version
+
+    from skol_spark.persistence import model_to_parts
 
     metadata, body = model_to_parts(model, spark_version)
     chunks = [body[lo : lo + chunk_bytes] for lo in range(0, max(len(body), 1), chunk_bytes)]
@@ -191,4 +192,6 @@ def load_from_redis(
             f"(first missing: chunk:{missing[0]})."
         )
     body = b"".join(stored[f"chunk:{i}".encode()] for i in range(count))
+    from skol_spark.persistence import model_from_parts  # Keras, so only once a model is at hand
+
     return model_from_parts(cls, stored[_METADATA], body, source)
