@@ -1,8 +1,9 @@
-"""Exceptions raised when saving or loading models, on disk or in a store."""
+"""Exceptions: rows the model cannot use, and saving or loading models on disk or in a store."""
 
 from __future__ import annotations
 
 __all__ = [
+    "InvalidRowError",
     "ModelLoadError",
     "WrongModelClassError",
     "CorruptModelError",
@@ -12,6 +13,10 @@ __all__ = [
     "ModelExistsError",
     "StoreUnavailableError",
 ]
+
+
+class InvalidRowError(ValueError):
+    """An input row the model cannot use, with handleInvalid="error" (see ``skol_spark.invalid``)."""
 
 
 class ModelLoadError(Exception):

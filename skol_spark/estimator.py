@@ -6,8 +6,10 @@ import base64
 import dataclasses
 import json
 import logging
+import math
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -20,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from skol_spark.class_weights import resolve_class_weights
+from skol_spark.errors import InvalidRowError
 from skol_spark.params import _BiLSTMModelParams, _BiLSTMParams, _HasInitialModel
 from skol_spark.predict import PredictSpec
 
@@ -159,6 +162,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         effectiveNumberBeta: float | None = None,
         classWeights: dict[str, float] | None = None,
         initialModel: "BiLSTMClassificationModel | None" = None,
+        handleInvalid: str | None = None,
     ):
         super().__init__()
         self.setParams(**self._input_kwargs)
@@ -190,6 +194,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         effectiveNumberBeta: float | None = None,
         classWeights: dict[str, float] | None = None,
         initialModel: "BiLSTMClassificationModel | None" = None,
+        handleInvalid: str | None = None,
     ) -> "BiLSTMClassifier":
         """Set Params by keyword; None leaves a Param as it is."""
         return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -260,6 +265,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
     def setClassWeights(self, value: dict[str, float]) -> "BiLSTMClassifier":
         return self._set(classWeights=value)
 
+    def setHandleInvalid(self, value: str) -> "BiLSTMClassifier":
+        return self._set(handleInvalid=value)
+
     def setInitialModel(self, value: "BiLSTMClassificationModel") -> "BiLSTMClassifier":
         return self._set(initialModel=value)
 
@@ -275,50 +283,73 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
         return ClassifierReader(cls)
 
-    def _label_distribution(self, dataset: DataFrame) -> tuple[list[str], list[int]]:
-        """Class names and per-class counts, and null checks, from one aggregation in Spark."""
+    def _label_values(self, dataset: DataFrame) -> tuple[list[str], int]:
+        """Class names and the number of rows, with the null checks, from one aggregation."""
         label_col = self.getLabelCol()
-        keys = [self.getDocIdCol(), self.getPositionCol(), self.getFeaturesCol()]
+        keys = [self.getDocIdCol(), self.getPositionCol(), self.getFeaturesCol(), label_col]
         rows = dataset.groupBy(F.col(f"`{label_col}`")).agg(
             F.count(F.lit(1)).alias("count"),
             *[F.count_if(F.col(f"`{c}`").isNull()).alias(f"nulls{i}") for i, c in enumerate(keys)],
         ).collect()
-        for i, name in enumerate(keys):
-            nulls = sum(int(row[f"nulls{i}"]) for row in rows)
-            if nulls:
-                raise ValueError(
-                    f"Column {name!r} has {nulls} null values in the training data. "
-                    "Drop or fill them before fit."
-                )
-        counts = {row[0]: int(row["count"]) for row in rows}
-        if None in counts:
-            raise ValueError(
-                f"Column {label_col!r} has {counts[None]} null labels. Drop them before fit."
-            )
-        if not counts:
+        total = sum(int(row["count"]) for row in rows)
+        if not total:
             raise ValueError("The training DataFrame is empty: fit needs labelled rows.")
-        bad = [v for v in counts if float(v) != int(v) or v < 0]
-        if bad:
-            raise ValueError(
-                f"Column {label_col!r} must hold class indices 0..K-1. Received: "
-                f"{sorted(bad)[:5]}. Index labels with StringIndexer."
+        strict = self.getHandleInvalid() == "error"
+        if strict:
+            for i, name in enumerate(keys):
+                nulls = sum(int(row[f"nulls{i}"]) for row in rows)
+                if nulls:
+                    where = self._first_row(dataset, F.col(f"`{name}`").isNull())
+                    raise InvalidRowError(
+                        f"Column {name!r} has {nulls} null values in the training data, the first "
+                        f"{where}. Drop or fill them, or set handleInvalid='skip'."
+                    )
+        values = [row[0] for row in rows if row[0] is not None and not math.isnan(row[0])]
+        bad = sorted(v for v in values if float(v) != int(v) or v < 0)
+        if bad and strict:
+            where = self._first_row(dataset, F.col(f"`{label_col}`").isin(bad))
+            raise InvalidRowError(
+                f"Column {label_col!r} must hold class indices 0..K-1. Received: {bad[:5]}, the "
+                f"first {where}. Index labels with StringIndexer, or set handleInvalid='skip'."
             )
+        indices = [int(v) for v in values if v not in bad]
         if self.isDefined(self.labels):
             labels = self.getLabels()
         else:
             labels = _labels_from_metadata(dataset.schema, label_col) or [
-                str(i) for i in range(int(max(counts)) + 1)
+                str(i) for i in range(max(indices, default=-1) + 1)
             ]
-        outside = sorted(v for v in counts if int(v) >= len(labels))
-        if outside:
-            raise ValueError(
+        outside = sorted(float(v) for v in indices if v >= len(labels))
+        if outside and strict:
+            where = self._first_row(dataset, F.col(f"`{label_col}`").isin(outside))
+            raise InvalidRowError(
                 f"Column {label_col!r} has label values {outside[:5]} outside 0..{len(labels) - 1} "
-                f"(labels: {labels}). Set the labels Param to all class names, or re-index."
+                f"(labels: {labels}), the first {where}. Set the labels Param to all class names, "
+                "re-index, or set handleInvalid='skip'."
             )
-        by_index = [0] * len(labels)
-        for value, count in counts.items():
-            by_index[int(value)] = count
-        return labels, by_index
+        if not labels:
+            raise ValueError(f"Column {label_col!r} has no valid class index; nothing to fit on.")
+        return labels, total
+
+    def _first_row(self, dataset: DataFrame, condition: Any) -> str:
+        """'at document d, position=p' for the first row matching ``condition`` (error path only)."""
+        doc, position = self.getDocIdCol(), self.getPositionCol()
+        row = (
+            dataset.where(condition)
+            .select(F.col(f"`{doc}`"), F.col(f"`{position}`"))
+            .orderBy(F.col(f"`{doc}`").asc_nulls_first(), F.col(f"`{position}`").asc_nulls_first())
+            .limit(1)
+            .collect()
+        )
+        return f"at document {row[0][0]!r}, {position}={row[0][1]!r}" if row else "row"
+
+    def _expected_width(self, dataset: DataFrame) -> int | None:
+        """Feature length fit must see: the initial model's, else the column's ML metadata."""
+        if self.isDefined(self.initialModel):
+            return self.getInitialModel().getNumFeatures()
+        attrs = dataset.schema[self.getFeaturesCol()].metadata.get("ml_attr", {})
+        size = attrs.get("num_attrs")
+        return int(size) if isinstance(size, int) and size > 0 else None
 
     def _fit(self, dataset: DataFrame) -> "BiLSTMClassificationModel":
         from skol_spark.network import weights_to_bytes
@@ -327,7 +358,24 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
         self._check_window_params()
         _check_input_schema(self, dataset.schema, with_label=True)
-        labels, counts = self._label_distribution(dataset)
+        labels, total = self._label_values(dataset)
+        columns = [self.getDocIdCol(), self.getPositionCol(), self.getLabelCol(), self.getFeaturesCol()]
+        data = collect_training_data(
+            dataset,
+            *columns,
+            expected_rows=total,
+            handle_invalid=self.getHandleInvalid(),
+            width=self._expected_width(dataset),
+            num_classes=len(labels),
+        )
+        logger.info(
+            "training rows on the driver: %d x %d, %s storage, %.1f MB",
+            len(data.labels),
+            data.num_features,
+            "sparse" if data.features.is_sparse else "dense",
+            data.features.nbytes / 2**20,
+        )
+        counts = np.bincount(data.labels, minlength=len(labels)).tolist()
         explicit = self.getClassWeights() if self.isDefined(self.classWeights) else None
         class_weights = resolve_class_weights(
             counts, labels, self.getWeightStrategy(), explicit, self.getEffectiveNumberBeta()
@@ -335,15 +383,6 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         logger.info(
             "class weights: %s",
             ", ".join(f"{name}={w:.4g} (n={n})" for name, w, n in zip(labels, class_weights, counts)),
-        )
-        columns = [self.getDocIdCol(), self.getPositionCol(), self.getLabelCol(), self.getFeaturesCol()]
-        data = collect_training_data(dataset, *columns, expected_rows=sum(counts))
-        logger.info(
-            "training rows on the driver: %d x %d, %s storage, %.1f MB",
-            len(data.labels),
-            data.num_features,
-            "sparse" if data.features.is_sparse else "dense",
-            data.features.nbytes / 2**20,
         )
         config = TrainingConfig(
             window=self.getWindowSize(),
@@ -542,6 +581,9 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
 
     def setWindowStride(self, value: int) -> "BiLSTMClassificationModel":
         return self._set(windowStride=value)
+
+    def setHandleInvalid(self, value: str) -> "BiLSTMClassificationModel":
+        return self._set(handleInvalid=value)
 
     def setPredictBatchSize(self, value: int) -> "BiLSTMClassificationModel":
         return self._set(predictBatchSize=value)

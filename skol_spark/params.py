@@ -181,9 +181,25 @@ class _BiLSTMParams(
         typeConverter=_to_class_weights,
     )
 
+    handleInvalid: "Param[str]" = Param(
+        Params._dummy(),
+        "handleInvalid",
+        "what to do with rows the model cannot use (null document id, null or NaN "
+        "position, null, wrong-length or non-finite features, duplicate positions; at fit "
+        "also null or unknown labels): 'error' raises naming the column, document and "
+        "position; 'skip' leaves them out; 'keep' keeps them at transform with null "
+        "prediction and probability (at fit it acts as 'skip').",
+        typeConverter=_checked(
+            "handleInvalid", TypeConverters.toString,
+            lambda v: v in ("error", "skip", "keep"),
+            "one of 'error', 'skip', 'keep'",
+        ),
+    )
+
     def __init__(self, *args: Any):
         super().__init__(*args)
         self._setDefault(
+            handleInvalid="error",
             docIdCol="doc_id",
             positionCol="line_number",
             windowSize=50,
@@ -247,6 +263,9 @@ class _BiLSTMParams(
 
     def getEffectiveNumberBeta(self) -> float:
         return self.getOrDefault(self.effectiveNumberBeta)
+
+    def getHandleInvalid(self) -> str:
+        return self.getOrDefault(self.handleInvalid)
 
     def getClassWeights(self) -> dict[str, float]:
         return self.getOrDefault(self.classWeights)

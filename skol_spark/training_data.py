@@ -24,10 +24,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from skol_spark import invalid
 from skol_spark.windows import (
     dense_features,
     document_lengths,
-    first_duplicate_position,
     single_width,
     vector_struct_parts,
 )
@@ -235,43 +235,66 @@ def rows_from_batches(
     features_col: str,
     expected_rows: int | None = None,
     schema: pa.Schema | None = None,
+    handle_invalid: str = "error",
+    width: int | None = None,
+    num_classes: int | None = None,
 ) -> TrainingData:
     """Consume record batches (dropping each) into sorted :class:`TrainingData`.
 
-    Raises ``ValueError`` naming the column for nulls, NaN positions, duplicate
-    positions within a document and feature vectors of different lengths.
+    Invalid rows (see :mod:`skol_spark.invalid`; labels must be class indices
+    below ``num_classes`` when given) raise :class:`InvalidRowError` naming the
+    column, document and position with ``handle_invalid="error"``, and are
+    left out otherwise; ``width`` is the expected feature length (None: the
+    first row's).
     """
+    names = {"docIdCol": doc_col, "positionCol": position_col, "labelCol": label_col, "featuresCol": features_col}
     keys = _KeySink([doc_col, position_col, label_col])
     features = _FeatureSink(expected_rows)
+    skipped = np.zeros(len(invalid.DEFECTS) + 1, dtype=np.int64)
     for batch in batches:
         schema = batch.schema
+        docs, positions = batch.column(doc_col), batch.column(position_col)
+        codes, width = invalid.row_defects(
+            docs, positions, batch.column(features_col), width, sorted_rows=False
+        )
+        _label_defects(codes, batch.column(label_col), num_classes)
+        bad = invalid.first_invalid(codes)
+        if bad is not None:
+            if handle_invalid == "error":
+                raise invalid.InvalidRowError(
+                    invalid.describe(codes[bad], docs, positions, bad, names, width)
+                )
+            skipped += np.bincount(codes, minlength=len(skipped))
+            skipped[invalid.VALID] = 0
+            batch = batch.filter(pa.array(codes == invalid.VALID))
         keys.add(batch)
-        try:
-            features.add(batch.column(features_col))
-        except ValueError as exc:
-            raise ValueError(
-                f"Column {features_col!r}: {exc}. Every row needs a feature vector of the same length."
-            ) from exc
-        del batch
+        features.add(batch.column(features_col))
+        del batch, docs, positions
     table = keys.table(schema)
-    for name in (doc_col, position_col, label_col):
-        nulls = table.column(name).null_count
-        if nulls:
-            raise ValueError(
-                f"Column {name!r} has {nulls} null values in the training data. "
-                "Drop or fill them before fit."
-            )
-    positions = table.column(position_col)
-    if pa.types.is_floating(positions.type) and pc.any(pc.is_nan(positions)).as_py():
-        raise ValueError(f"Column {position_col!r} has NaN positions. Drop or fill them before fit.")
     order = pc.sort_indices(table, sort_keys=[(doc_col, "ascending"), (position_col, "ascending")])
     docs = table.column(doc_col).take(order).combine_chunks()
-    pos = positions.take(order).to_numpy()
-    i = first_duplicate_position(docs, pos)
-    if i is not None:
+    positions = table.column(position_col).take(order).combine_chunks()
+    duplicate = invalid.duplicate_rows(docs, positions)
+    if duplicate.any():
+        if handle_invalid == "error":
+            i = int(np.flatnonzero(duplicate)[0])
+            raise invalid.InvalidRowError(
+                invalid.describe(invalid.DUPLICATE, docs, positions, i, names, width)
+                + " Positions must be unique within a document."
+            )
+        skipped[invalid.DUPLICATE] += int(duplicate.sum())
+        keep = pa.array(~duplicate)
+        order, docs, positions = order.filter(keep), docs.filter(keep), positions.filter(keep)
+    if skipped.any():
+        logger.warning(
+            "fit left out %d invalid rows (handleInvalid=%r): %s",
+            int(skipped.sum()),
+            handle_invalid,
+            invalid.summary(np.repeat(np.arange(len(skipped)), skipped)),
+        )
+    if len(docs) == 0 and skipped.any():
         raise ValueError(
-            f"Document {docs[i].as_py()!r} has two rows at {position_col}={pos[i].item()!r}. "
-            f"Positions must be unique within a document ({doc_col!r}, {position_col!r})."
+            f"Every training row is invalid ({int(skipped.sum())} rows left out); nothing to fit on."
         )
     labels = table.column(label_col).take(order).to_numpy().astype(np.int32)
     return TrainingData(
@@ -281,12 +304,25 @@ def rows_from_batches(
     )
 
 
+def _label_defects(codes: np.ndarray, labels: pa.Array, num_classes: int | None) -> None:
+    """Mark rows whose label is null, NaN, or not a class index (fit only)."""
+    values = labels.to_numpy(zero_copy_only=False).astype(np.float64)
+    null = np.isnan(values)
+    whole = ~null & (values == np.floor(np.where(null, 0, values))) & (values >= 0)
+    if num_classes is not None:
+        whole &= values < num_classes
+    fine = codes == invalid.VALID
+    codes[fine & null] = invalid.NULL_LABEL
+    codes[fine & ~null & ~whole] = invalid.UNSEEN_LABEL
+
+
 def arrow_to_training_data(
-    table: pa.Table, doc_col: str, position_col: str, label_col: str, features_col: str
+    table: pa.Table, doc_col: str, position_col: str, label_col: str, features_col: str, **options: Any
 ) -> TrainingData:
     """:func:`rows_from_batches` over an Arrow table already in memory."""
     return rows_from_batches(
-        table.to_batches(), doc_col, position_col, label_col, features_col, table.num_rows, table.schema
+        table.to_batches(), doc_col, position_col, label_col, features_col, table.num_rows,
+        table.schema, **options,
     )
 
 
@@ -297,11 +333,16 @@ def collect_training_data(
     label_col: str,
     features_col: str,
     expected_rows: int | None = None,
+    **options: Any,
 ) -> TrainingData:
-    """Stream the four columns of ``df`` to the driver as sorted training rows."""
+    """Stream the four columns of ``df`` to the driver as sorted training rows.
+
+    ``options`` go to :func:`rows_from_batches` (handle_invalid, width, num_classes).
+    """
     selected = df.select(*[_column(df, c) for c in (doc_col, position_col, label_col, features_col)])
     return rows_from_batches(
-        arrow_batches(selected), doc_col, position_col, label_col, features_col, expected_rows
+        arrow_batches(selected), doc_col, position_col, label_col, features_col, expected_rows,
+        **options,
     )
 
 

@@ -5,6 +5,7 @@ from pyspark.ml.linalg import Vectors
 from pyspark.sql import functions as F
 
 from skol_spark import BiLSTMClassifier
+from skol_spark.errors import InvalidRowError
 from skol_spark.training import ModelRebuildError, TrainingConfig, TrainingData, verify_rebuild
 
 FAST = dict(windowSize=8, hiddenSize=4, numLayers=1, epochs=1)
@@ -93,8 +94,12 @@ def test_label_that_is_no_class_index(spark, bad):
 
 
 def test_features_of_different_lengths(spark):
-    df = _rows(spark, [("d", 0, 0.0, Vectors.dense([1.0, 2.0])), ("d", 1, 1.0, Vectors.dense([2.0]))])
-    with pytest.raises(ValueError, match="Column 'features': feature rows have different lengths \\(from 1 to 2\\)"):
+    # One partition, so the first row seen (which sets the expected length) is line 0.
+    df = _rows(spark, [("d", 0, 0.0, Vectors.dense([1.0, 2.0])), ("d", 1, 1.0, Vectors.dense([2.0]))]).coalesce(1)
+    with pytest.raises(
+        InvalidRowError,
+        match=r"column 'features': wrong feature length \(expected length 2\) at document 'd', line_number=1",
+    ):
         BiLSTMClassifier(**FAST).fit(df)
 
 
@@ -111,11 +116,14 @@ def test_empty_training_data(good):
 @pytest.mark.parametrize(
     "rows, match",
     [
-        ([(None, 0, 0.0, Vectors.dense([1.0]))], "Column 'doc_id' has 1 null values"),
+        ([(None, 0, 0.0, Vectors.dense([1.0]))], "Column 'doc_id' has 1 null values.*first at document None, line_number=0"),
         ([("d", None, 0.0, Vectors.dense([1.0]))], "Column 'line_number' has 1 null values"),
         ([("d", 0, 0.0, None)], "Column 'features' has 1 null values"),
-        ([("d", 0, None, Vectors.dense([1.0]))], "Column 'label' has 1 null labels"),
-        ([("d", 1, 0.0, Vectors.dense([1.0])), ("d", 1, 1.0, Vectors.dense([1.0]))], "Document 'd' has two rows at line_number=1"),
+        ([("d", 0, None, Vectors.dense([1.0]))], "Column 'label' has 1 null values.*first at document 'd', line_number=0"),
+        (
+            [("d", 1, 0.0, Vectors.dense([1.0])), ("d", 1, 1.0, Vectors.dense([1.0]))],
+            "Invalid row in column 'line_number': duplicate position at document 'd', line_number=1",
+        ),
     ],
 )
 def test_nulls_and_duplicate_positions_at_fit(spark, rows, match):

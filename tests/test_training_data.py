@@ -2,8 +2,10 @@
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
+from skol_spark.errors import InvalidRowError
 from skol_spark.training_data import (
     FeatureRows,
     arrow_to_training_data,
@@ -108,8 +110,73 @@ def test_more_rows_than_counted_still_fit():
 def test_rows_of_different_widths_across_batches_are_refused():
     first = batch(["a"], [0], [0.0], vectors([np.ones(4)], [False]))
     second = batch(["a"], [1], [0.0], vectors([np.ones(5)], [False]))
-    with pytest.raises(ValueError, match="'features'.*different lengths \\(from 4 to 5\\)"):
+    with pytest.raises(
+        InvalidRowError,
+        match=r"column 'features': wrong feature length \(expected length 4\) at document 'a', pos=1",
+    ):
         rows_from_batches([first, second], "doc", "pos", "label", "features")
+
+
+def defective_batch():
+    """One valid document 'a' (positions 0-3) and one row of every defect fit can meet."""
+    ok = np.arange(4.0)
+    rows = [
+        ("a", 0, 0.0, ok), ("a", 1, 1.0, ok), ("a", 2, 2.0, ok), ("a", 3, 0.0, ok),
+        (None, 0, 0.0, ok),  # null document
+        ("b", None, 0.0, ok),  # null position
+        ("b", 1, None, ok),  # null label
+        ("b", 2, 7.0, ok),  # label outside 0..2
+        ("b", 3, 0.5, ok),  # not a class index
+        ("b", 4, 0.0, None),  # null features
+        ("b", 5, 0.0, np.arange(3.0)),  # wrong length
+        ("b", 6, 0.0, np.array([0.0, np.nan, 1.0, 2.0])),  # NaN feature
+        ("b", 7, 0.0, np.array([0.0, np.inf, 1.0, 2.0])),  # infinite feature
+        ("c", 1, 0.0, ok), ("c", 1, 1.0, ok),  # duplicate position: both rows go
+        ("c", 2, 1.0, ok),
+    ]
+    features = vectors([r[3] if r[3] is not None else np.zeros(0) for r in rows], [False] * len(rows))
+    valid = pa.array([r[3] is not None for r in rows])
+    features = pa.StructArray.from_arrays(features.flatten(), fields=list(VECTOR), mask=pc.invert(valid))
+    return batch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], features)
+
+
+@pytest.mark.parametrize("mode", ["skip", "keep"])
+def test_invalid_rows_are_left_out_of_training(mode, caplog):
+    with caplog.at_level("WARNING", logger="skol_spark"):
+        data = rows_from_batches(
+            [defective_batch()], "doc", "pos", "label", "features",
+            handle_invalid=mode, width=4, num_classes=3,
+        )
+    assert data.doc_lengths.tolist() == [4, 1]  # document a whole, c's position 2 only
+    assert data.labels.tolist() == [0, 1, 2, 0, 1]
+    np.testing.assert_array_equal(data.features[np.arange(5)], np.tile(np.arange(4.0), (5, 1)))
+    assert "fit left out 11 invalid rows" in caplog.text
+    assert "'duplicate position': 2" in caplog.text and "'non-finite features': 2" in caplog.text
+
+
+def test_every_row_invalid_is_a_clear_error():
+    only_bad = defective_batch().slice(4)
+    with pytest.raises(ValueError, match="Every training row is invalid"):
+        rows_from_batches([only_bad.slice(0, 9)], "doc", "pos", "label", "features", handle_invalid="skip", width=4, num_classes=3)
+
+
+@pytest.mark.parametrize(
+    "row, match",
+    [
+        (4, "column 'doc_id': null document id at document None, pos=0"),
+        (5, "column 'pos': null position at document 'b', pos=None"),
+        (6, "column 'label': null label at document 'b', pos=1"),
+        (7, "column 'label': label outside the model's classes at document 'b', pos=2"),
+        (9, "column 'features': null features at document 'b', pos=4"),
+        (11, "column 'features': non-finite features at document 'b', pos=6"),
+    ],
+)
+def test_error_names_column_document_and_position(row, match):
+    one = defective_batch().slice(row, 1)
+    names = dict(doc_col="doc_id")  # messages use the caller's column names
+    one = one.rename_columns(["doc_id", "pos", "label", "features"])
+    with pytest.raises(InvalidRowError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        rows_from_batches([one], names["doc_col"], "pos", "label", "features", width=4, num_classes=3)
 
 
 def test_feature_rows_index_with_integers_only():
