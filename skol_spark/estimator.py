@@ -631,6 +631,7 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
             doc_col=self.getDocIdCol(),
             position_col=self.getPositionCol(),
             vector_output=_USE_ARROW_UDF,
+            handle_invalid=self.getHandleInvalid(),
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
@@ -657,6 +658,8 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
             _OUTPUT,
             label_udf(F.struct(F.col(f"`{doc}`"), F.col(f"`{position}`"), feature_input)),
         )
+        if self.getHandleInvalid() == "skip":  # invalid rows came back with a null output
+            labelled = labelled.where(F.col(f"{_OUTPUT}.prediction").isNotNull())
         probability = F.col(f"{_OUTPUT}.probability")
         raw = F.col(f"{_OUTPUT}.rawPrediction")
         if not _USE_ARROW_UDF:
@@ -683,9 +686,9 @@ def _labeling_udf(spec: PredictSpec) -> Any:
         )
 
         def label_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-            from skol_spark.predict import label_partition
+            from skol_spark.predict import label_rows
 
-            yield from label_partition(_with_task_cpus(spec), batches)
+            yield from label_rows(_with_task_cpus(spec), batches)
 
         return F.arrow_udf(label_arrow, return_type).asNondeterministic()
 
@@ -698,13 +701,13 @@ def _labeling_udf(spec: PredictSpec) -> Any:
     )
 
     def label_pandas(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from skol_spark.predict import label_partition
+        from skol_spark.predict import label_rows
 
         arrays = (
             pa.Table.from_pandas(frame, preserve_index=False).to_struct_array().combine_chunks()
             for frame in frames
         )
-        for out in label_partition(_with_task_cpus(spec), arrays):
+        for out in label_rows(_with_task_cpus(spec), arrays):
             yield pa.Table.from_struct_array(out).to_pandas()
 
     return F.pandas_udf(label_pandas, return_type).asNondeterministic()

@@ -27,7 +27,6 @@ Only valid rows form the documents the network sees.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pyarrow as pa

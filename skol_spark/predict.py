@@ -58,6 +58,7 @@ class PredictSpec:
     position_col: str
     vector_output: bool = True
     cpus: int = 0
+    handle_invalid: str = "error"
 
 
 def build_count(digest: str | None = None) -> int:
@@ -264,3 +265,112 @@ def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Ite
     if pending:
         forward = forward or get_network(spec.model_json, spec.weights_b64, spec.digest)
         yield _label_block(spec, forward, pa.concat_arrays(pending))
+
+
+def _placeholder_output(spec: PredictSpec) -> pa.StructArray:
+    """One output row of the right layout (zeros), to stand under null rows."""
+    probs = np.zeros((1, spec.num_classes))
+    column = _vector_struct(probs) if spec.vector_output else _list_array(probs)
+    return pa.StructArray.from_arrays(
+        [pa.array([0.0]), column, column], names=["prediction", "probability", "rawPrediction"]
+    )
+
+
+def label_rows(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArray]:
+    """:func:`label_partition` on the valid rows, with ``spec.handle_invalid`` for the others.
+
+    Invalid rows (see :mod:`skol_spark.invalid`) raise with "error"; otherwise
+    they are taken out of their documents before labeling and get a null output
+    row in their place ("skip" then drops them on the JVM). Outputs stay one
+    per input row, in input order.
+    """
+    from skol_spark import invalid
+
+    names = {"docIdCol": spec.doc_col, "positionCol": spec.position_col, "featuresCol": spec.features_col}
+    pending: list[np.ndarray] = []  # defect codes of rows fed to the labeler, not yet emitted
+    found = np.zeros(len(invalid.DEFECTS) + 1, dtype=np.int64)
+
+    def valid_batches() -> Iterator[pa.StructArray]:
+        for batch in _whole_key_runs(batches):
+            docs, positions = batch.field(0), batch.field(1)
+            codes, _ = invalid.row_defects(docs, positions, batch.field(2), spec.num_features)
+            bad = invalid.first_invalid(codes)
+            if bad is not None and spec.handle_invalid == "error":
+                raise invalid.InvalidRowError(
+                    invalid.describe(codes[bad], docs, positions, bad, names, spec.num_features)
+                )
+            pending.append(codes)
+            if bad is None:
+                yield batch
+            else:
+                found[:] += np.bincount(codes, minlength=len(found))
+                yield batch.filter(pa.array(codes == invalid.VALID))
+
+    def emit(ready: pa.StructArray | None) -> pa.StructArray | None:
+        """The longest run of pending rows whose valid rows ``ready`` covers."""
+        codes = np.concatenate(pending) if len(pending) != 1 else pending[0]
+        valid = np.flatnonzero(codes == invalid.VALID)
+        have = 0 if ready is None else len(ready)
+        end = int(valid[have]) if have < len(valid) else len(codes)
+        pending[:] = [codes[end:]] if end < len(codes) else []
+        if end == 0:
+            return None
+        rows = codes[:end] == invalid.VALID
+        if ready is None:  # no valid row in this run: any row's layout will do
+            ready, index = _placeholder_output(spec), np.zeros(end, dtype=np.int64)
+        else:
+            index = np.where(rows, np.cumsum(rows) - 1, 0)
+        taken = ready.take(pa.array(index))
+        # Null rows over well-formed children: Spark's vector struct has non-null fields.
+        return pa.StructArray.from_arrays(
+            [taken.field(i) for i in range(taken.type.num_fields)],
+            fields=list(taken.type),
+            mask=pa.array(~rows),
+        )
+
+    for ready in label_partition(spec, valid_batches()):
+        out = emit(ready)
+        if out is not None:
+            yield out
+    if pending:
+        out = emit(None)
+        if out is not None:
+            yield out
+    if found[1:].any():
+        logger.warning(
+            "%s %d invalid rows (handleInvalid=%r): %s",
+            "left out" if spec.handle_invalid == "skip" else "kept with null outputs",
+            int(found[1:].sum()),
+            spec.handle_invalid,
+            invalid.summary(np.repeat(np.arange(len(found)), found)),
+        )
+
+
+def _whole_key_runs(batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArray]:
+    """The same rows, re-cut so rows sharing a (document, position) are never split.
+
+    Duplicate positions are found between neighbouring rows, so each batch's
+    trailing run of rows with the last row's key waits for the next batch.
+    """
+    held: pa.StructArray | None = None
+    for batch in batches:
+        if len(batch) == 0:
+            continue
+        if held is not None:
+            batch = pa.concat_arrays([held, batch])
+        docs, positions = batch.field(0), batch.field(1)
+        last = len(batch) - 1
+        start = last
+        while start > 0 and _same_key(docs, positions, start - 1, last):
+            start -= 1
+        if start == 0:  # one key for the whole batch: keep collecting
+            held = batch
+            continue
+        held = batch.slice(start)
+        yield batch.slice(0, start)
+    if held is not None:
+        yield held
+
+
+def _same_key(docs: pa.Array, positions: pa.Array, i: int, j: int) -> bool:
+    return docs[i].as_py() == docs[j].as_py() and positions[i].as_py() == positions[j].as_py()

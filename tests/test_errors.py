@@ -139,7 +139,10 @@ def test_output_column_clash_at_transform(fitted, test_df):
 
 def test_wrong_feature_length_at_transform_names_the_column(spark, fitted):
     df = spark.createDataFrame([("d", 0, Vectors.dense([1.0, 2.0]))], ["doc_id", "line_number", "features"])
-    with pytest.raises(Exception, match="'features' has vectors of length 2, but the model was trained on length 8"):
+    with pytest.raises(
+        Exception,
+        match=r"column 'features': wrong feature length \(expected length 8\) at document 'd', line_number=0",
+    ):
         fitted.transform(df).collect()
 
 
