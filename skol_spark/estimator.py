@@ -124,6 +124,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         "none", "inverse" (default), "balanced", "sqrt_inverse" or "effective_number".
     classWeights : dict, optional
         Explicit weights by label name or index; overrides weightStrategy.
+    useGpu : bool, default False
+        Run on the GPU Spark assigns to each task (the driver's GPU for fit),
+        falling back to the CPU with a warning; False keeps workers off GPUs.
     initialModel : BiLSTMClassificationModel, optional
         Warm start: training begins from this model's weights (same features,
         classes, hiddenSize and numLayers) and compiles with the current weights.
@@ -161,6 +164,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         weightStrategy: str | None = None,
         effectiveNumberBeta: float | None = None,
         classWeights: dict[str, float] | None = None,
+        useGpu: bool | None = None,
         initialModel: "BiLSTMClassificationModel | None" = None,
         handleInvalid: str | None = None,
     ):
@@ -193,6 +197,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         weightStrategy: str | None = None,
         effectiveNumberBeta: float | None = None,
         classWeights: dict[str, float] | None = None,
+        useGpu: bool | None = None,
         initialModel: "BiLSTMClassificationModel | None" = None,
         handleInvalid: str | None = None,
     ) -> "BiLSTMClassifier":
@@ -270,6 +275,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def setInitialModel(self, value: "BiLSTMClassificationModel") -> "BiLSTMClassifier":
         return self._set(initialModel=value)
+
+    def setUseGpu(self, value: bool) -> "BiLSTMClassifier":
+        return self._set(useGpu=value)
 
     def write(self) -> Any:
         """An MLWriter: Params as Spark ML metadata, plus initialModel in its own directory."""
@@ -352,6 +360,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         return int(size) if isinstance(size, int) and size > 0 else None
 
     def _fit(self, dataset: DataFrame) -> "BiLSTMClassificationModel":
+        from skol_spark.devices import training_device
         from skol_spark.network import weights_to_bytes
         from skol_spark.training import TrainingConfig, history_to_json, train_network, verify_rebuild
         from skol_spark.training_data import collect_training_data
@@ -400,8 +409,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         )
         if self.isDefined(self.initialModel):
             config.initial_weights = self._initial_weights(data.num_features, labels)
-        network, history = train_network(data, config)
-        verify_rebuild(network, data, config)
+        with training_device(self.getUseGpu(), _driver_gpu_addresses(dataset)):
+            network, history = train_network(data, config)
+            verify_rebuild(network, data, config)
         model = BiLSTMClassificationModel()
         model._resetUid(self.uid)
         self._copyValues(model)
@@ -433,6 +443,17 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
                 f"numLayers={self.getNumLayers()}. Set them equal to warm-start."
             )
         return initial.getKerasModel().get_weights()
+
+
+def _driver_gpu_addresses(dataset: DataFrame) -> list[str]:
+    """GPUs Spark assigned to the driver (spark.driver.resource.gpu.*); none under Spark Connect."""
+    from skol_spark.devices import gpu_addresses
+
+    try:
+        resources = dataset.sparkSession.sparkContext.resources
+    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext
+        return []
+    return gpu_addresses(resources)
 
 
 class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadable):
@@ -588,6 +609,9 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
     def setPredictBatchSize(self, value: int) -> "BiLSTMClassificationModel":
         return self._set(predictBatchSize=value)
 
+    def setUseGpu(self, value: bool) -> "BiLSTMClassificationModel":
+        return self._set(useGpu=value)
+
     @property
     def labels_(self) -> list[str]:
         """Class names by prediction index."""
@@ -632,6 +656,7 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
             position_col=self.getPositionCol(),
             vector_output=_USE_ARROW_UDF,
             handle_invalid=self.getHandleInvalid(),
+            use_gpu=self.getUseGpu(),
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
@@ -688,7 +713,7 @@ def _labeling_udf(spec: PredictSpec) -> Any:
         def label_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
             from skol_spark.predict import label_rows
 
-            yield from label_rows(_with_task_cpus(spec), batches)
+            yield from label_rows(_with_task_resources(spec), batches)
 
         return F.arrow_udf(label_arrow, return_type).asNondeterministic()
 
@@ -707,17 +732,22 @@ def _labeling_udf(spec: PredictSpec) -> Any:
             pa.Table.from_pandas(frame, preserve_index=False).to_struct_array().combine_chunks()
             for frame in frames
         )
-        for out in label_rows(_with_task_cpus(spec), arrays):
+        for out in label_rows(_with_task_resources(spec), arrays):
             yield pa.Table.from_struct_array(out).to_pandas()
 
     return F.pandas_udf(label_pandas, return_type).asNondeterministic()
 
 
-def _with_task_cpus(spec: PredictSpec) -> PredictSpec:
-    """``spec`` with the number of cores Spark gave the running task."""
+def _with_task_resources(spec: PredictSpec) -> PredictSpec:
+    """``spec`` with the cores and GPU addresses Spark gave the running task."""
     from pyspark import TaskContext
 
+    from skol_spark.devices import gpu_addresses
+
     context = TaskContext.get()
-    cpus = context.cpus() if context is not None else 0
-    return dataclasses.replace(spec, cpus=cpus)
+    if context is None:
+        return dataclasses.replace(spec, cpus=0, gpu_addresses=())
+    return dataclasses.replace(
+        spec, cpus=context.cpus(), gpu_addresses=tuple(gpu_addresses(context.resources()))
+    )
 

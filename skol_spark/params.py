@@ -195,6 +195,13 @@ class _BiLSTMParams(
             "one of 'error', 'skip', 'keep'",
         ),
     )
+    useGpu: "Param[bool]" = Param(
+        Params._dummy(),
+        "useGpu",
+        "run the network on the GPU Spark assigns to each task (and the driver's for fit); "
+        "without one, fall back to the CPU with a warning. False hides GPUs from the workers.",
+        typeConverter=TypeConverters.toBoolean,
+    )
 
     def __init__(self, *args: Any):
         super().__init__(*args)
@@ -214,6 +221,7 @@ class _BiLSTMParams(
             predictBatchSize=256,
             weightStrategy="inverse",
             effectiveNumberBeta=0.999,
+            useGpu=False,
         )
 
     def getDocIdCol(self) -> str:
@@ -269,6 +277,9 @@ class _BiLSTMParams(
 
     def getClassWeights(self) -> dict[str, float]:
         return self.getOrDefault(self.classWeights)
+
+    def getUseGpu(self) -> bool:
+        return self.getOrDefault(self.useGpu)
 
     def _check_window_params(self) -> None:
         """Cross-param checks the per-Param converters cannot make."""

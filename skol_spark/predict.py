@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from skol_spark.devices import configure_worker_devices
 from skol_spark.windows import (
     dense_features,
     document_lengths,
@@ -59,6 +60,8 @@ class PredictSpec:
     vector_output: bool = True
     cpus: int = 0
     handle_invalid: str = "error"
+    use_gpu: bool = False
+    gpu_addresses: tuple[str, ...] = ()
 
 
 def build_count(digest: str | None = None) -> int:
@@ -243,6 +246,7 @@ def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Ite
     boundary is held back until its last row arrives, so outputs may lag one
     batch behind inputs (Spark's iterator UDFs allow that).
     """
+    configure_worker_devices(spec.use_gpu, spec.gpu_addresses)
     _configure_threads(spec.cpus)
     forward = None
     pending: list[pa.StructArray] = []
