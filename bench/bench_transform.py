@@ -356,6 +356,10 @@ def print_fit(results: list[dict]) -> None:
             f"{r['peak_rss_growth'] / 2**20:>14.0f} {r['windows_bytes'] / 2**20:>12.0f} "
             f"{r['peak_rss_growth'] / max(1, r['windows_bytes']):>12.2f}"
         )
+    if len(results) > 1:
+        lo, hi = results[0], results[-1]
+        slope = (hi["peak_rss_growth"] - lo["peak_rss_growth"]) / max(1, hi["windows_bytes"] - lo["windows_bytes"])
+        print(f"RSS growth per extra byte of float32 data, {lo['positions']} -> {hi['positions']} positions: {slope:.2f}")
     print("target: ratio <= 1.15; RSS growth <= 1.3 x float32 data + fixed overhead")
 
 
@@ -372,7 +376,7 @@ def cold_start(spark_factory, positions: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["dense", "sparse"], choices=["dense", "sparse"])
+    parser.add_argument("--sizes", nargs="*", default=["dense", "sparse"], choices=["dense", "sparse"])
     parser.add_argument("--positions", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-alternatives", action="store_true", help="only floor, model, skol_spark")
@@ -401,6 +405,7 @@ def main() -> None:
     for kind in args.sizes:
         print_size(run_size(spark, kind, args.positions, args.rounds, not args.skip_alternatives))
     if not args.skip_fit:
+        fit_comparison(spark, 2000, epochs=1)  # pay the process's one-off Keras/TF costs first
         print_fit([fit_comparison(spark, args.positions * k) for k in (1, 4)])
     if not args.skip_cold:
         print(f"\n## cold start: first output rows {cold:.1f} s on fresh workers, {warm:.1f} s warm")
