@@ -168,6 +168,26 @@ def _check_network(model: "BiLSTMClassificationModel", source: str) -> None:
         raise CorruptModelError(
             f"{source}: the weights do not fit the architecture ({exc})."
         ) from exc
+    _check_shapes(model, network, source)
+
+
+def _check_shapes(model: "BiLSTMClassificationModel", network: Any, source: str) -> None:
+    """The Params the executors rely on must agree with the network they describe."""
+    window, features = network.inputs[0].shape[1], network.inputs[0].shape[2]
+    checks = [(model.numFeatures, features, "input features")]
+    checks.append((model.labels, network.outputs[0].shape[-1], "output classes"))
+    if window is not None:  # a network with a free time axis takes any windowSize
+        checks.append((model.windowSize, window, "positions per window"))
+    for param, actual, what in checks:
+        if not model.isDefined(param):
+            continue
+        recorded = model.getOrDefault(param)
+        count = len(recorded) if isinstance(recorded, list) else recorded
+        if count != actual:
+            raise CorruptModelError(
+                f"{source}: the metadata's {param.name} ({recorded!r}) does not match the "
+                f"network, which has {actual} {what}."
+            )
 
 
 def _write_text(spark: SparkSession, path: str, text: str, overwrite: bool) -> None:

@@ -24,11 +24,11 @@ import pyarrow as pa
 
 from skol_spark.devices import configure_worker_devices
 from skol_spark.windows import (
+    accumulate_windows,
     dense_features,
     document_lengths,
-    document_starts,
     first_duplicate_position,
-    predict_block,
+    stream_windows,
 )
 
 __all__ = ["PredictSpec", "label_partition", "get_network", "build_count"]
@@ -207,12 +207,10 @@ def _vector_struct(values: np.ndarray) -> pa.StructArray:
     )
 
 
-def _label_block(spec: PredictSpec, forward: Callable, block: pa.StructArray) -> pa.StructArray:
-    """Prediction, probability and rawPrediction for a block of whole documents."""
-    docs, positions = block.field(0), block.field(1)
-    _check_keys(spec, docs, positions)
+def _features(spec: PredictSpec, column: pa.Array) -> np.ndarray:
+    """A batch's features as float32 ``(n, D)``, checked against the model."""
     try:
-        features = dense_features(block.field(2))
+        features = dense_features(column)
     except ValueError as exc:
         raise ValueError(f"Column {spec.features_col!r}: {exc}") from exc
     if features.shape[1] != spec.num_features:
@@ -221,15 +219,11 @@ def _label_block(spec: PredictSpec, forward: Callable, block: pa.StructArray) ->
             f"the model was trained on length {spec.num_features}. Use the same feature "
             "pipeline as in training."
         )
-    probs = predict_block(
-        forward,
-        features,
-        document_lengths(docs),
-        spec.window,
-        spec.stride,
-        spec.batch_windows,
-        spec.num_classes,
-    )
+    return features
+
+
+def _output(spec: PredictSpec, probs: np.ndarray) -> pa.StructArray:
+    """Prediction, probability and rawPrediction columns for rows' probabilities."""
     raw = np.log(np.clip(probs, 1e-12, None))
     as_column = _vector_struct if spec.vector_output else _list_array
     return pa.StructArray.from_arrays(
@@ -238,37 +232,100 @@ def _label_block(spec: PredictSpec, forward: Callable, block: pa.StructArray) ->
     )
 
 
-def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArray]:
-    """Label a partition sorted by (document, position), batch by batch.
+@dataclass
+class _Carry:
+    """The open document's last rows, which later windows still need, and their partial sums."""
 
-    Each input is a ``struct<doc, position, features>`` array; each output holds
-    one row per input row, in the same order. A document cut by a batch
-    boundary is held back until its last row arrives, so outputs may lag one
-    batch behind inputs (Spark's iterator UDFs allow that).
+    keys: pa.StructArray  # (doc, position) of the carried rows
+    features: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    head_offset: int  # the first carried row's index within its document
+    head_done: int  # windows of that document already run
+
+
+def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArray]:
+    """Label a partition sorted by (document, position), streaming batch by batch.
+
+    Each input is a ``struct<doc, position, features>`` array; the outputs hold
+    one row per input row, in the same order. Windows are labelled as soon as
+    all their rows have arrived; rows are emitted once no later window can
+    cover them. Only the open document's last ``window`` rows (and their
+    partial sums) are carried to the next batch, so memory is bounded by the
+    window and the batch, never by the document: outputs lag inputs by at most
+    ``window`` rows (Spark's iterator UDFs allow that). The windows and the
+    order their probabilities are summed in are those of
+    :func:`skol_spark.windows.predict_block` on whole documents.
     """
     configure_worker_devices(spec.use_gpu, spec.gpu_addresses)
     _configure_threads(spec.cpus)
     forward = None
-    pending: list[pa.StructArray] = []
+    carry: _Carry | None = None
     for batch in batches:
         if len(batch) == 0:
             continue
-        ids = batch.field(0)
-        starts = document_starts(ids)
-        if pending and pending[-1].field(0)[-1].as_py() != ids[0].as_py():
-            starts = np.concatenate([[0], starts])
-        if len(starts) == 0:
-            pending.append(batch)
-            continue
-        cut = int(starts[-1])
-        complete = pa.concat_arrays(pending + [batch.slice(0, cut)])
-        pending = [batch.slice(cut)]
-        if len(complete):
-            forward = forward or get_network(spec.model_json, spec.weights_b64, spec.digest)
-            yield _label_block(spec, forward, complete)
-    if pending:
+        features = _features(spec, batch.field(2))
+        keys = pa.StructArray.from_arrays([batch.field(0), batch.field(1)], names=["doc", "position"])
         forward = forward or get_network(spec.model_json, spec.weights_b64, spec.digest)
-        yield _label_block(spec, forward, pa.concat_arrays(pending))
+        out, carry = _label_block(spec, forward, carry, keys, features, last_open=True)
+        if out is not None:
+            yield out
+    if carry is not None:
+        empty = pa.StructArray.from_arrays(
+            [pa.array([], carry.keys.field(0).type), pa.array([], carry.keys.field(1).type)],
+            names=["doc", "position"],
+        )
+        out, _ = _label_block(
+            spec, forward, carry, empty, np.zeros((0, spec.num_features), np.float32), last_open=False
+        )
+        if out is not None:
+            yield out
+
+
+def _label_block(
+    spec: PredictSpec,
+    forward: Callable,
+    carry: _Carry | None,
+    keys: pa.StructArray,
+    features: np.ndarray,
+    last_open: bool,
+) -> tuple[pa.StructArray | None, _Carry | None]:
+    """Run the windows a new batch completes; the finished rows' output and the new carry."""
+    num_classes = spec.num_classes
+    sums = np.zeros((len(keys), num_classes), dtype=np.float64)
+    counts = np.zeros(len(keys), dtype=np.float64)
+    head_offset = head_done = 0
+    if carry is not None:
+        keys = pa.concat_arrays([carry.keys, keys])
+        features = np.concatenate([carry.features, features]) if len(features) else carry.features
+        sums = np.concatenate([carry.sums, sums])
+        counts = np.concatenate([carry.counts, counts])
+        head_offset, head_done = carry.head_offset, carry.head_done
+    docs = keys.field(0)
+    _check_keys(spec, docs, keys.field(1))
+    lengths = document_lengths(docs)
+    starts, window_lengths, keep, done = stream_windows(
+        lengths, spec.window, spec.stride, head_offset, head_done, last_open
+    )
+    accumulate_windows(
+        forward, features, starts, window_lengths, spec.window, spec.batch_windows, sums, counts
+    )
+    n = len(keys)
+    finished = n - keep
+    new_carry = None
+    if keep:
+        seen = (head_offset if len(lengths) == 1 else 0) + int(lengths[-1])
+        new_carry = _Carry(
+            keys=keys.slice(finished),
+            features=features[finished:].copy(),
+            sums=sums[finished:].copy(),
+            counts=counts[finished:].copy(),
+            head_offset=seen - keep,
+            head_done=done,
+        )
+    if finished == 0:
+        return None, new_carry
+    return _output(spec, sums[:finished] / counts[:finished, None]), new_carry
 
 
 def _placeholder_output(spec: PredictSpec) -> pa.StructArray:

@@ -19,6 +19,8 @@ __all__ = [
     "window_index",
     "gather_windows",
     "predict_block",
+    "accumulate_windows",
+    "stream_windows",
     "dense_features",
     "document_lengths",
     "document_starts",
@@ -111,6 +113,28 @@ def predict_block(
     sums = np.zeros((n, num_classes), dtype=np.float64)
     counts = np.zeros(n, dtype=np.float64)
     starts, lengths, _ = window_index(doc_lengths, window, stride)
+    accumulate_windows(forward, features, starts, lengths, window, batch_windows, sums, counts)
+    return sums / counts[:, None]
+
+
+def accumulate_windows(
+    forward: Any,
+    features: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    window: int,
+    batch_windows: int,
+    sums: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Add each window's per-step probabilities into ``sums`` ``(n, K)`` and ``counts`` ``(n,)``.
+
+    ``starts`` and ``lengths`` are row offsets into ``features`` and the real
+    steps of each window; ``forward`` is as in :func:`predict_block`.
+    """
+    if len(starts) == 0:
+        return
+    n, num_classes = sums.shape
     gathers_itself = hasattr(forward, "from_rows")
     prepared = forward.prepare(features) if gathers_itself else None
     for lo in range(0, len(starts), batch_windows):
@@ -130,7 +154,52 @@ def predict_block(
         for k in range(num_classes):
             sums[:, k] += np.bincount(flat_rows, weights=flat_probs[:, k], minlength=n)
         counts += np.bincount(flat_rows, minlength=n)
-    return sums / counts[:, None]
+
+
+def stream_windows(
+    doc_lengths: np.ndarray,
+    window: int,
+    stride: int,
+    head_offset: int = 0,
+    head_done: int = 0,
+    last_open: bool = False,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Windows to run over one block of a stream of rows sorted by document.
+
+    The block's first document may continue one begun in earlier blocks: its
+    first row here is its row ``head_offset``, and its first ``head_done``
+    windows (of :func:`window_starts`) have already run. With ``last_open``,
+    the block's last document may go on in the next block, so only its windows
+    that end inside the block run now; the final, end-aligned window of
+    :func:`window_starts` waits until the document's length is known. Run to
+    the end, the stream runs exactly the windows of :func:`window_index` on
+    whole documents, in the same order.
+
+    Returns the windows' block-relative starts and real lengths, how many rows
+    at the end of the block later windows still need (``keep``, at most
+    ``window``; 0 unless ``last_open``), and the last document's windows run so
+    far (its ``head_done`` in the next block).
+    """
+    doc_lengths = np.asarray(doc_lengths, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(doc_lengths)[:-1]]).astype(np.int64)
+    starts, lengths = [], []
+    keep = done = 0
+    last = len(doc_lengths) - 1
+    for d, (offset, rows) in enumerate(zip(offsets.tolist(), doc_lengths.tolist())):
+        head, done = (head_offset, head_done) if d == 0 else (0, 0)
+        seen = head + rows
+        if d == last and last_open:
+            local = np.arange(done * stride, seen - window + 1, stride, dtype=np.int64)
+            keep = min(seen, window)
+        else:
+            local = window_starts(seen, window, stride)[done:]
+        starts.append(offset - head + local)
+        lengths.append(np.minimum(window, seen - local))
+        done += len(local)
+    if not starts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, 0, 0
+    return np.concatenate(starts), np.concatenate(lengths), keep, done
 
 
 def document_starts(doc_ids: pa.Array) -> np.ndarray:

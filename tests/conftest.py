@@ -158,6 +158,27 @@ def redis_tls_url(tmp_path_factory):
     process.wait(timeout=10)
 
 
+def jvm_documents(spark, rows: int, doc_length: int, num_features: int = 8):
+    """``rows`` rows cut into documents of ``doc_length``, built in the JVM (no Python rows)."""
+    from pyspark.sql import functions as F
+
+    i = F.col("id")
+    return spark.range(rows).select(
+        (i / doc_length).cast("long").alias("doc_id"),
+        (i % doc_length).cast("int").alias("line_number"),
+        F.array(*[F.sin(i * (0.37 * (k + 1))) for k in range(num_features)]).cast("array<float>").alias("features"),
+    )
+
+
+def small_model(num_features: int = 8, seed: int = 7):
+    """An untrained BiLSTM (window 16, 4 units, 3 classes), wrapped without fitting."""
+    from skol_spark import BiLSTMClassificationModel
+    from skol_spark.network import build_network
+
+    network = build_network(16, num_features, 3, hidden_size=4, num_layers=1, dropout=0.0, seed=seed)
+    return BiLSTMClassificationModel.fromKeras(network, labels=["a", "b", "c"])
+
+
 def predictions(model, df):
     """{(doc_id, line_number): probability array} of a transform."""
     import numpy as np

@@ -99,3 +99,37 @@ def test_wrong_feature_length_and_duplicate_positions_are_named(spec):
     )
     with pytest.raises(ValueError, match="Document 'a' has two rows at line_number=1"):
         list(predict.label_partition(spec, iter([duplicate])))
+
+
+@pytest.mark.parametrize("stride", [1, 3, 5])
+@pytest.mark.parametrize("sizes", [[1] * 40, [2, 7, 1, 13, 3, 14], [6, 6, 6, 6, 6, 10], [40]])
+def test_streaming_matches_whole_documents_at_any_batch_cut(spec, stride, sizes):
+    """Windows run as rows arrive; the result equals labeling whole documents at once."""
+    import dataclasses
+
+    spec, net = spec
+    spec = dataclasses.replace(spec, stride=stride)
+    lengths = [17, 1, 5, 4, 6, 1, 1, 5]  # longer, shorter and exactly a window (W=5)
+    ids = [name for name, n in zip("abcdefgh", lengths) for _ in range(n)]
+    features = np.random.default_rng(2).normal(size=(len(ids), D)).astype("float32")
+    outputs = list(predict.label_partition(spec, iter(_batches(ids, features, sizes))))
+    probs = np.concatenate(
+        [np.stack([np.asarray(v["values"]) for v in o.field("probability").to_pylist()]) for o in outputs]
+    )
+    expected = predict_block(
+        lambda x, m: net([x, m], training=False).numpy(), features, np.array(lengths), W, stride, 4, K
+    )
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_memory_is_bounded_by_the_window_not_the_document(spec):
+    """A long document in small batches: each output lags its input by at most a window."""
+    spec, _ = spec
+    n, size = 2000, 50
+    features = np.random.default_rng(3).normal(size=(n, D)).astype("float32")
+    emitted = 0
+    for i, out in enumerate(predict.label_partition(spec, iter(_batches(["long"] * n, features, [size] * (n // size))))):
+        emitted += len(out)
+        if emitted < n:
+            assert (i + 1) * size - emitted <= W
+    assert emitted == n
