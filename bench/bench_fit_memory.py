@@ -1,0 +1,122 @@
+"""Driver memory during fit as the training data grows: one float32 copy, streamed from Spark.
+
+Run from the repository root (after ``make install``; about 6 minutes):
+
+    .venv/bin/python bench/bench_fit_memory.py                       # 125k, 250k, 500k, 1M positions
+    .venv/bin/python bench/bench_fit_memory.py --positions 100000 400000
+
+One local[2] Spark. Rows are built inside the JVM (``spark.range`` and 256
+``sin`` columns assembled into a dense Vector, documents of 100 positions)
+and cached there, so the Python driver never holds them before ``fit``. A
+small warm-up fit pays the process's one-off TensorFlow/Keras memory first.
+For each size, a thread samples the driver process's RSS every 20 ms during
+``BiLSTMClassifier.fit`` (1 epoch, BiLSTM 16 units x 1 layer, window 50); the
+table shows the peak growth over the RSS before the call, next to the size of
+the training rows as float32 (what the training windows index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import threading
+import time
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import psutil  # noqa: E402
+
+DIM = 256
+
+
+class PeakRSS:
+    """Peak resident memory of this (driver) process while the block runs."""
+
+    def __enter__(self):
+        self.peak, self._stop = psutil.Process().memory_info().rss, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, me.memory_info().rss)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def documents(spark, positions: int):
+    """``positions`` rows in documents of 100, with 256-dim dense features, built in the JVM."""
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+
+    df = spark.range(positions).select(
+        (F.col("id") / 100).cast("long").cast("string").alias("doc_id"),
+        (F.col("id") % 100).cast("int").alias("line_number"),
+        (F.abs(F.hash("id")) % 3).cast("double").alias("label"),
+        *[F.sin(F.col("id") * (k + 1)).alias(f"f{k}") for k in range(DIM)],
+    )
+    assembled = VectorAssembler(inputCols=[f"f{k}" for k in range(DIM)], outputCol="features")
+    return assembled.transform(df).select("doc_id", "line_number", "label", "features")
+
+
+def fit_once(spark, positions: int) -> dict:
+    from skol_spark import BiLSTMClassifier
+
+    df = documents(spark, positions).cache()
+    n = df.count()
+    classifier = BiLSTMClassifier(windowSize=50, hiddenSize=16, numLayers=1, dropout=0.0, epochs=1, batchSize=64)
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    with PeakRSS() as peak:
+        t0 = time.perf_counter()
+        classifier.fit(df)
+        seconds = time.perf_counter() - t0
+    df.unpersist()
+    return {"positions": n, "seconds": seconds, "growth": peak.peak - before, "data": n * DIM * 4}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--positions", type=int, nargs="+", default=[125_000, 250_000, 500_000, 1_000_000])
+    args = parser.parse_args()
+
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "8g")
+        # fit collects the rows (as doubles, 2x the float32 size) through the driver
+        .config("spark.driver.maxResultSize", "4g")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    fit_once(spark, 2_000)  # warm-up: TensorFlow, Keras, first traces
+    print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; pyspark {spark.version}")
+    print(f"{'positions':>10} {'fit s':>7} {'float32 MB':>11} {'peak growth MB':>15} {'growth/data':>12}")
+    results = []
+    for positions in args.positions:
+        r = fit_once(spark, positions)
+        results.append(r)
+        print(
+            f"{r['positions']:>10,} {r['seconds']:>7.1f} {r['data'] / 2**20:>11.0f} "
+            f"{r['growth'] / 2**20:>15.0f} {r['growth'] / r['data']:>12.2f}",
+            flush=True,
+        )
+    if len(results) > 1:
+        lo, hi = results[0], results[-1]
+        slope = (hi["growth"] - lo["growth"]) / (hi["data"] - lo["data"])
+        print(f"growth per extra byte of float32 data ({lo['positions']:,} -> {hi['positions']:,}): {slope:.2f}")
+    print("target: growth <= 1.3 x float32 data + a fixed overhead")
+
+
+if __name__ == "__main__":
+    main()
