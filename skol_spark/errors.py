@@ -1,4 +1,4 @@
-"""Exceptions raised when saving or loading models, on disk or in a store."""
+"""Exceptions raised when saving or loading models, and when the Spark client cannot run skol_spark."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelExistsError",
     "StoreUnavailableError",
+    "SparkConnectUnsupportedError",
 ]
 
 
@@ -47,3 +48,7 @@ class ModelExistsError(ModelLoadError, FileExistsError):
 
 class StoreUnavailableError(ModelLoadError, ConnectionError):
     """The store could not be reached or dropped the connection."""
+
+
+class SparkConnectUnsupportedError(RuntimeError):
+    """The session is a Spark Connect client too old for what was asked (pyspark < 4.0)."""

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from skol_spark.class_weights import resolve_class_weights
+from skol_spark.connect import check_connect_support
 from skol_spark.params import _BiLSTMModelParams, _BiLSTMParams, _HasInitialModel
 from skol_spark.predict import PredictSpec
 
@@ -330,6 +331,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             verify_rebuild,
         )
 
+        check_connect_support("fit")
         self._check_window_params()
         _check_input_schema(self, dataset.schema, with_label=True)
         labels, counts = self._label_distribution(dataset)
@@ -599,6 +601,7 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        check_connect_support("transform")
         self._check_window_params()
         _check_input_schema(self, dataset.schema, with_label=False)
         outputs = [self.getPredictionCol(), self.getProbabilityCol(), self.getRawPredictionCol()]
