@@ -80,10 +80,18 @@ def tiny_params():
     return dict(TINY)
 
 
-@pytest.fixture(scope="session")
-def fitted(train_df, tiny_params):
-    from skol_spark import BiLSTMClassifier
+# Set by tests/test_connect.py for its Connect run: a directory the two runs share.
+CONNECT_EXCHANGE = "SKOL_SPARK_CONNECT_EXCHANGE"
 
+
+@pytest.fixture(scope="session")
+def fitted(train_df, tiny_params, spark_connect):
+    from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
+
+    exchange = os.environ.get(CONNECT_EXCHANGE)
+    if spark_connect and exchange:
+        # The classic run's model, saved there: both modes check the same model (and a training is saved).
+        return BiLSTMClassificationModel.load(os.path.join(exchange, "classic-model"))
     return BiLSTMClassifier(validationFraction=0.2, **tiny_params).fit(train_df)
 
 

@@ -5,9 +5,9 @@ session runs, and once a Connect session started it marks the whole process
 as Connect (``is_remote()``), so the two modes cannot share a process.
 :func:`test_connect_marked_tests_pass_under_spark_connect` therefore reruns
 every test marked ``connect`` (in all test modules) in one pytest subprocess
-with ``--spark-connect``, and hands models across: the classic run's saved
-model must load and predict the same under Connect, and the other way round.
-The tests below are marked ``connect`` too, so they run in both modes.
+with ``--spark-connect``, and hands models across: there, ``fitted`` is the
+classic run's model loaded from disk and must predict the same, and the
+PipelineModel fitted under Connect must load and predict the same here.
 """
 
 import json
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same_predictions, predictions
+from conftest import CONNECT_EXCHANGE, assert_same_predictions, predictions
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
@@ -29,7 +29,6 @@ from skol_spark.connect import check_connect_support, is_remote
 from skol_spark.errors import SparkConnectUnsupportedError
 
 ROOT = Path(__file__).resolve().parents[1]
-EXCHANGE = "SKOL_SPARK_CONNECT_EXCHANGE"  # directory the classic run shares with the Connect run
 
 
 def _dump_predictions(preds, path):
@@ -41,7 +40,19 @@ def _read_predictions(path):
     return {(k.split("\t")[0], int(k.split("\t")[1])): np.asarray(v) for k, v in raw.items()}
 
 
-def test_connect_marked_tests_pass_under_spark_connect(spark_connect, fitted, test_df, tmp_path):
+def _assembler_input(train_df):
+    """Eight documents with a string label and two feature columns to assemble."""
+    names = F.array(*[F.lit(n) for n in ("other", "name", "description")])
+    return train_df.filter(F.col("doc_id") < "doc-00008").select(
+        "doc_id",
+        "line_number",
+        names[F.col("label").cast("int")].alias("label_name"),
+        F.col("features").alias("base"),
+        (vector_to_array("base")[0] * 2).alias("extra"),
+    )
+
+
+def test_connect_marked_tests_pass_under_spark_connect(spark_connect, fitted, train_df, test_df, tmp_path):
     if spark_connect:
         pytest.skip("this is the Connect run")
     fitted.write().save(str(tmp_path / "classic-model"))
@@ -51,30 +62,28 @@ def test_connect_marked_tests_pass_under_spark_connect(spark_connect, fitted, te
         "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'basetemp'}", str(ROOT / "tests"),
     ]
     done = subprocess.run(
-        command, cwd=ROOT, env=dict(os.environ, **{EXCHANGE: str(tmp_path)}),
+        command, cwd=ROOT, env=dict(os.environ, **{CONNECT_EXCHANGE: str(tmp_path)}),
         capture_output=True, text=True, timeout=1800,
     )
     output = (done.stdout + done.stderr).splitlines()
     assert done.returncode == 0, "the Connect run failed:\n" + "\n".join(output[-120:])
     print(next((line for line in reversed(done.stdout.splitlines()) if " passed" in line), ""))
-    # The model the Connect run trained and saved loads here, in classic Spark, and predicts the same.
-    from_connect = BiLSTMClassificationModel.load(str(tmp_path / "connect-model"))
+    # The PipelineModel the Connect run fitted and saved loads here, in classic Spark, and predicts the same.
+    from_connect = PipelineModel.load(str(tmp_path / "connect-pipeline"))
     assert_same_predictions(
-        predictions(from_connect, test_df), _read_predictions(tmp_path / "connect-predictions.json")
+        predictions(from_connect, _assembler_input(train_df)),
+        _read_predictions(tmp_path / "connect-predictions.json"),
     )
 
 
 @pytest.mark.connect
-def test_models_cross_between_classic_and_connect(spark_connect, fitted, test_df):
-    exchange = os.environ.get(EXCHANGE)
+def test_classic_model_predicts_the_same_under_connect(spark_connect, fitted, test_df):
+    exchange = os.environ.get(CONNECT_EXCHANGE)
     if not (spark_connect and exchange):
         pytest.skip("runs in the Connect run that test_connect_marked_tests_pass_under_spark_connect starts")
-    exchange = Path(exchange)
-    from_classic = BiLSTMClassificationModel.load(str(exchange / "classic-model"))
-    classic_predictions = _read_predictions(exchange / "classic-predictions.json")
-    assert_same_predictions(predictions(from_classic, test_df), classic_predictions)
-    fitted.write().save(str(exchange / "connect-model"))
-    _dump_predictions(predictions(fitted, test_df), exchange / "connect-predictions.json")
+    # conftest's fitted is, in that run, the classic run's model loaded from the shared directory.
+    classic_predictions = _read_predictions(Path(exchange) / "classic-predictions.json")
+    assert_same_predictions(predictions(fitted, test_df), classic_predictions)
 
 
 @pytest.mark.connect
@@ -113,18 +122,10 @@ def test_overwrite_empties_the_directory_and_plain_save_refuses(fitted, tmp_path
 
 
 @pytest.mark.connect
-def test_pipeline_with_string_indexer_and_vector_assembler_round_trip(train_df, tiny_params, tmp_path):
-    names = F.array(*[F.lit(n) for n in ("other", "name", "description")])
-    raw = (
-        train_df.filter(F.col("doc_id") < "doc-00008")
-        .select(
-            "doc_id",
-            "line_number",
-            names[F.col("label").cast("int")].alias("label_name"),
-            F.col("features").alias("base"),
-            (vector_to_array("base")[0] * 2).alias("extra"),
-        )
-    )
+def test_pipeline_with_string_indexer_and_vector_assembler_round_trip(spark_connect, train_df, tiny_params, tmp_path):
+    if not spark_connect:
+        pytest.skip("classic Spark: test_persistence's Pipeline test covers this; here it would only add time")
+    raw = _assembler_input(train_df)
     pipeline = Pipeline(
         stages=[
             StringIndexer(inputCol="label_name", outputCol="label"),
@@ -136,7 +137,7 @@ def test_pipeline_with_string_indexer_and_vector_assembler_round_trip(train_df, 
     stages = Pipeline.load(str(tmp_path / "pipeline")).getStages()
     assert [type(s) for s in stages] == [StringIndexer, VectorAssembler, BiLSTMClassifier]
     assert stages[-1].getEpochs() == 1
-    fitted = pipeline.fit(raw)
+    fitted = pipeline.fit(raw)  # trains the BiLSTM on a Connect DataFrame
     model = fitted.stages[-1]
     assert sorted(model.labels_) == ["description", "name", "other"] and model.getNumFeatures() == 9
     path = str(tmp_path / "pipeline_model")
@@ -144,4 +145,9 @@ def test_pipeline_with_string_indexer_and_vector_assembler_round_trip(train_df, 
     fitted.write().overwrite().save(path)  # overwriting a saved PipelineModel works too
     loaded = PipelineModel.load(path)
     assert loaded.stages[-1].uid == model.uid
-    assert_same_predictions(predictions(loaded, raw), predictions(fitted, raw))
+    expected = predictions(fitted, raw)
+    assert_same_predictions(predictions(loaded, raw), expected)
+    exchange = os.environ.get(CONNECT_EXCHANGE)
+    if exchange:  # for the classic run to load
+        fitted.write().save(os.path.join(exchange, "connect-pipeline"))
+        _dump_predictions(expected, Path(exchange) / "connect-predictions.json")
