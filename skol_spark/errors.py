@@ -1,4 +1,4 @@
-"""Exceptions: rows the model cannot use, and saving or loading models on disk or in a store."""
+"""Exceptions: rows the model cannot use, saving or loading models, and Spark clients skol_spark cannot run on."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelExistsError",
     "StoreUnavailableError",
+    "SparkConnectUnsupportedError",
 ]
 
 
@@ -52,3 +53,7 @@ class ModelExistsError(ModelLoadError, FileExistsError):
 
 class StoreUnavailableError(ModelLoadError, ConnectionError):
     """The store could not be reached or dropped the connection."""
+
+
+class SparkConnectUnsupportedError(RuntimeError):
+    """The session is a Spark Connect client too old for what was asked (pyspark < 4.0)."""

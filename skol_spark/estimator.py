@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from skol_spark.class_weights import resolve_class_weights
+from skol_spark.connect import check_connect_support
 from skol_spark.errors import InvalidRowError
 from skol_spark.params import _BiLSTMModelParams, _BiLSTMParams, _HasInitialModel
 from skol_spark.predict import PredictSpec
@@ -365,6 +366,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         from skol_spark.training import TrainingConfig, history_to_json, train_network, verify_rebuild
         from skol_spark.training_data import collect_training_data
 
+        check_connect_support("fit")
         self._check_window_params()
         _check_input_schema(self, dataset.schema, with_label=True)
         labels, total = self._label_values(dataset)
@@ -660,6 +662,7 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
+        check_connect_support("transform")
         self._check_window_params()
         _check_input_schema(self, dataset.schema, with_label=False)
         outputs = [self.getPredictionCol(), self.getProbabilityCol(), self.getRawPredictionCol()]

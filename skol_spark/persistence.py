@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
 from pyspark.sql import SparkSession
 
+from skol_spark.connect import check_connect_support, is_remote
 from skol_spark.errors import (
     ChecksumMismatchError,
     CorruptModelError,
@@ -56,15 +57,6 @@ METADATA_DIR, WEIGHTS_DIR, INITIAL_MODEL_DIR = "metadata", "weights", "initialMo
 
 def _class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _is_remote() -> bool:
-    try:
-        from pyspark.sql.utils import is_remote
-
-        return bool(is_remote())
-    except ImportError:  # pragma: no cover - Spark without Connect
-        return False
 
 
 def parse_metadata(metadata: str | bytes, expected: type, source: str) -> dict[str, Any]:
@@ -190,9 +182,14 @@ def _check_shapes(model: "BiLSTMClassificationModel", network: Any, source: str)
             )
 
 
+def _save_mode(overwrite: bool) -> str:
+    # "error", not "errorifexists": Spark Connect's writer accepts only the short name.
+    return "overwrite" if overwrite else "error"
+
+
 def _write_text(spark: SparkSession, path: str, text: str, overwrite: bool) -> None:
     frame = spark.createDataFrame([(text,)], schema="value string").coalesce(1)
-    frame.write.mode("overwrite" if overwrite else "errorifexists").text(path)
+    frame.write.mode(_save_mode(overwrite)).text(path)
 
 
 def _read_text(spark: SparkSession, path: str, source: str) -> str:
@@ -208,12 +205,27 @@ def _read_text(spark: SparkSession, path: str, source: str) -> str:
     return row[0]
 
 
+def _remove_for_overwrite(path: str) -> None:
+    """Delete ``path`` through the Connect server's ML helper, as pyspark's Connect writers do."""
+    from pyspark.ml.connect.readwrite import RemoteMLWriter  # pyspark >= 4.0, checked before
+
+    RemoteMLWriter.handleOverwrite(path, True)
+
+
 class _OverwritingWriter(MLWriter):
-    """An MLWriter whose overwrite also works without a JVM (Spark Connect)."""
+    """An MLWriter whose overwrite empties the directory in classic Spark and under Connect.
+
+    Classic Spark deletes through the JVM (``_handleOverwrite``); Spark Connect
+    has no JVM on the client, so the server's ML helper deletes instead.
+    """
 
     def save(self, path: str) -> None:
-        if self.shouldOverwrite and not _is_remote():
-            self._handleOverwrite(path)
+        check_connect_support("saving")
+        if self.shouldOverwrite:
+            if is_remote():
+                _remove_for_overwrite(path)
+            else:
+                self._handleOverwrite(path)
         self.saveImpl(path)
 
 
@@ -233,8 +245,7 @@ class ModelWriter(_OverwritingWriter):
             for i, lo in enumerate(range(0, max(len(body), 1), DISK_CHUNK_BYTES))
         ]
         frame = spark.createDataFrame(chunks, schema="chunk int, data binary").coalesce(1)
-        mode = "overwrite" if self.shouldOverwrite else "errorifexists"
-        frame.write.mode(mode).parquet(os.path.join(path, WEIGHTS_DIR))
+        frame.write.mode(_save_mode(self.shouldOverwrite)).parquet(os.path.join(path, WEIGHTS_DIR))
 
 
 class ModelReader(MLReader):
@@ -245,6 +256,7 @@ class ModelReader(MLReader):
         self.cls = cls
 
     def load(self, path: str) -> "BiLSTMClassificationModel":
+        check_connect_support("loading")
         spark = self.sparkSession
         source = f"Model directory {path!r}"
         metadata = _read_text(spark, os.path.join(path, METADATA_DIR), source)
@@ -295,6 +307,7 @@ class ClassifierReader(MLReader):
     def load(self, path: str) -> "BiLSTMClassifier":
         from skol_spark.estimator import BiLSTMClassificationModel
 
+        check_connect_support("loading")
         spark = self.sparkSession
         source = f"Estimator directory {path!r}"
         parsed = parse_metadata(_read_text(spark, os.path.join(path, METADATA_DIR), source), self.cls, source)

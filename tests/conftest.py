@@ -1,4 +1,13 @@
-"""One local Spark session for the whole run, and small shared fixtures."""
+"""One local Spark session for the whole run, and small shared fixtures.
+
+The session is classic Spark unless pytest runs with ``--spark-connect``:
+then it is a Spark Connect client of a local Connect server
+(``SparkSession.builder.remote("local[2]")``). pyspark refuses a Connect
+session while a classic one is running (and marks the whole process as
+Connect once one started), so the two modes run in separate processes:
+``tests/test_connect.py`` reruns the tests marked ``connect`` in a
+``--spark-connect`` subprocess.
+"""
 
 from __future__ import annotations
 
@@ -16,20 +25,35 @@ import pytest  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "skol-annotated"
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--spark-connect",
+        action="store_true",
+        help="run with a Spark Connect session (a local Connect server) instead of classic Spark",
+    )
+
+
 @pytest.fixture(scope="session")
-def spark():
+def spark_connect(request) -> bool:
+    """Whether this run's session is a Spark Connect client."""
+    return bool(request.config.getoption("--spark-connect"))
+
+
+@pytest.fixture(scope="session")
+def spark(spark_connect):
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder.remote("local[2]") if spark_connect else SparkSession.builder.master("local[2]")
     session = (
-        SparkSession.builder.master("local[2]")
-        .appName("skol_spark-tests")
+        builder.appName("skol_spark-tests")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.python.worker.reuse", "true")
         .config("spark.driver.memory", "2g")
         .getOrCreate()
     )
-    session.sparkContext.setLogLevel("ERROR")
+    if not spark_connect:  # a Connect client has no SparkContext
+        session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
 
@@ -56,10 +80,18 @@ def tiny_params():
     return dict(TINY)
 
 
-@pytest.fixture(scope="session")
-def fitted(train_df, tiny_params):
-    from skol_spark import BiLSTMClassifier
+# Set by tests/test_connect.py for its Connect run: a directory the two runs share.
+CONNECT_EXCHANGE = "SKOL_SPARK_CONNECT_EXCHANGE"
 
+
+@pytest.fixture(scope="session")
+def fitted(train_df, tiny_params, spark_connect):
+    from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
+
+    exchange = os.environ.get(CONNECT_EXCHANGE)
+    if spark_connect and exchange:
+        # The classic run's model, saved there: both modes check the same model (and a training is saved).
+        return BiLSTMClassificationModel.load(os.path.join(exchange, "classic-model"))
     return BiLSTMClassifier(validationFraction=0.2, **tiny_params).fit(train_df)
 
 

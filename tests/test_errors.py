@@ -15,7 +15,8 @@ def _rows(spark, rows, label_meta=True):
     df = spark.createDataFrame(rows, ["doc_id", "line_number", "label", "features"])
     if label_meta:
         meta = {"ml_attr": {"type": "nominal", "name": "label", "vals": ["a", "b", "c"]}}
-        df = df.withColumn("label", F.col("label").alias("label", metadata=meta))
+        # select, not withColumn: under Spark Connect withColumn drops the alias's metadata.
+        df = df.select("doc_id", "line_number", F.col("label").alias("label", metadata=meta), "features")
     return df
 
 
@@ -49,6 +50,7 @@ def test_stride_longer_than_window(good):
         BiLSTMClassifier(windowStride=9, **FAST).fit(good)
 
 
+@pytest.mark.connect
 @pytest.mark.parametrize("column", ["features", "label", "doc_id", "line_number"])
 def test_missing_column(good, column):
     with pytest.raises(ValueError, match=f"Column '{column}' is missing"):
@@ -60,6 +62,7 @@ def test_missing_column_through_param(good):
         BiLSTMClassifier(positionCol="page", **FAST).fit(good)
 
 
+@pytest.mark.connect
 @pytest.mark.parametrize(
     "column, value, match",
     [
@@ -80,6 +83,7 @@ def test_wrong_column_type_at_transform(good, fitted):
         fitted.transform(good.withColumn("features", F.lit(1.0)))
 
 
+@pytest.mark.connect
 def test_label_outside_the_classes(spark):
     df = _rows(spark, [("d", 0, 0.0, Vectors.dense([1.0])), ("d", 1, 5.0, Vectors.dense([2.0]))])
     with pytest.raises(ValueError, match=r"Column 'label' has label values \[5.0\] outside 0..2"):
@@ -113,6 +117,7 @@ def test_empty_training_data(good):
         BiLSTMClassifier(**FAST).fit(good.limit(0))
 
 
+@pytest.mark.connect
 @pytest.mark.parametrize(
     "rows, match",
     [
@@ -132,11 +137,13 @@ def test_nulls_and_duplicate_positions_at_fit(spark, rows, match):
         BiLSTMClassifier(**FAST).fit(df)
 
 
+@pytest.mark.connect
 def test_output_column_clash_at_transform(fitted, test_df):
     with pytest.raises(ValueError, match=r"Output column\(s\) \['prediction'\] already exist"):
         fitted.transform(test_df.withColumn("prediction", F.lit(0.0)))
 
 
+@pytest.mark.connect
 def test_wrong_feature_length_at_transform_names_the_column(spark, fitted):
     df = spark.createDataFrame([("d", 0, Vectors.dense([1.0, 2.0]))], ["doc_id", "line_number", "features"])
     with pytest.raises(

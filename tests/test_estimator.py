@@ -14,6 +14,7 @@ def _by_key(rows, key=("doc_id", "line_number")):
     return {tuple(r[k] for k in key): r for r in rows}
 
 
+@pytest.mark.connect
 def test_transform_keeps_every_row_and_column_and_adds_outputs(fitted, test_df):
     out = fitted.transform(test_df.withColumn("text", F.concat(F.lit("line "), F.col("line_number"))))
     assert out.columns == ["doc_id", "line_number", "label", "features", "text", "prediction", "probability", "rawPrediction"]
@@ -45,6 +46,7 @@ def test_evaluator_works_unchanged_and_model_learns(fitted, test_df):
     assert report.macro_f1 > 0.5
 
 
+@pytest.mark.connect
 def test_model_carries_uid_labels_weights_history_and_copies(fitted, tiny_params):
     assert fitted.uid.startswith("BiLSTMClassifier_")
     assert fitted.labels_ == SYNTHETIC_LABELS and fitted.numClasses == 3
@@ -144,6 +146,7 @@ def test_model_is_built_once_per_python_worker(spark, fitted, test_df):
     assert sum(builds.values()) <= 2  # local[2]: at most two reused workers ran the transform
 
 
+@pytest.mark.connect
 def test_pandas_udf_path_gives_the_same_output(monkeypatch, fitted, test_df):
     """Spark < 4.1 has no arrow_udf; its pandas path must agree with the Arrow one."""
     from skol_spark import estimator

@@ -22,6 +22,7 @@ def _params(model):
     return {p.name: model.getOrDefault(p) for p in model.params if model.isDefined(p)}
 
 
+@pytest.mark.connect
 def test_model_directory_round_trip(fitted, test_df, tmp_path):
     path = str(tmp_path / "model")
     fitted.write().overwrite().save(path)
@@ -71,6 +72,7 @@ def test_large_body_is_chunked_and_never_inlined(spark, tmp_path, monkeypatch):
     assert loaded.weightsBody() == body
 
 
+@pytest.mark.connect
 def test_checksum_is_checked_on_load(fitted, spark, tmp_path):
     path = str(tmp_path / "model")
     fitted.write().save(path)
@@ -102,6 +104,7 @@ def test_loading_another_class_names_both(fitted, spark, train_df, tmp_path):
         BiLSTMClassifier.load(model_path)
 
 
+@pytest.mark.connect
 def test_missing_directory_is_a_clear_error(tmp_path):
     from skol_spark.errors import ModelLoadError
 
@@ -109,6 +112,7 @@ def test_missing_directory_is_a_clear_error(tmp_path):
         BiLSTMClassificationModel.load(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.connect
 def test_estimator_round_trip_with_initial_model(fitted, tmp_path):
     estimator = BiLSTMClassifier(windowSize=12, classWeights={"Nomenclature": 3.0}, initialModel=fitted)
     path = str(tmp_path / "estimator")
