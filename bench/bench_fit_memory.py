@@ -1,8 +1,8 @@
 """Driver memory during fit as the training data grows: one float32 copy, streamed from Spark.
 
-Run from the repository root (after ``make install``; about 6 minutes):
+Run from the repository root (after ``make install``; about 4 minutes):
 
-    .venv/bin/python bench/bench_fit_memory.py                       # 125k, 250k, 500k, 1M positions
+    .venv/bin/python bench/bench_fit_memory.py                       # 125k, 250k, 500k positions
     .venv/bin/python bench/bench_fit_memory.py --positions 100000 400000
 
 One local[2] Spark. Rows are built inside the JVM (``spark.range`` and 256
@@ -85,7 +85,7 @@ def fit_once(spark, positions: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--positions", type=int, nargs="+", default=[125_000, 250_000, 500_000, 1_000_000])
+    parser.add_argument("--positions", type=int, nargs="+", default=[125_000, 250_000, 500_000])
     args = parser.parse_args()
 
     from pyspark.sql import SparkSession
