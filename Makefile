@@ -20,7 +20,7 @@ demo: $(STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark demo
 
 test: $(STAMP)
-	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest
+	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

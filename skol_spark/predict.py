@@ -411,18 +411,23 @@ def _whole_key_runs(batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArra
     """The same rows, re-cut so rows sharing a (document, position) are never split.
 
     Duplicate positions are found between neighbouring rows, so each batch's
-    trailing run of rows with the last row's key waits for the next batch.
+    trailing run of rows with the last row's key waits for the next batch. It
+    is yielded on its own (no copy) unless the next batch starts with the
+    same key, the rare case where the two are joined.
     """
     held: pa.StructArray | None = None
     for batch in batches:
         if len(batch) == 0:
             continue
         if held is not None:
-            batch = pa.concat_arrays([held, batch])
-        docs, positions = batch.field(0), batch.field(1)
+            if _same_key(held, len(held) - 1, batch, 0):
+                batch = pa.concat_arrays([held, batch])
+            else:
+                yield held
+            held = None
         last = len(batch) - 1
         start = last
-        while start > 0 and _same_key(docs, positions, start - 1, last):
+        while start > 0 and _same_key(batch, start - 1, batch, last):
             start -= 1
         if start == 0:  # one key for the whole batch: keep collecting
             held = batch
@@ -433,5 +438,6 @@ def _whole_key_runs(batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArra
         yield held
 
 
-def _same_key(docs: pa.Array, positions: pa.Array, i: int, j: int) -> bool:
-    return docs[i].as_py() == docs[j].as_py() and positions[i].as_py() == positions[j].as_py()
+def _same_key(a: pa.StructArray, i: int, b: pa.StructArray, j: int) -> bool:
+    """Whether row ``i`` of ``a`` and row ``j`` of ``b`` have the same (document, position)."""
+    return a.field(0)[i].as_py() == b.field(0)[j].as_py() and a.field(1)[i].as_py() == b.field(1)[j].as_py()
