@@ -63,9 +63,7 @@ def feature_widths(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_struct(column.type):
         # Null rows have no values; their widths are meaningless and masked by the caller.
         parts = vector_struct_parts(column)
-        kind = np.nan_to_num(parts.kind.astype(np.float64), nan=1.0)
-        widths = np.where(kind == 1, parts.value_counts, parts.size).astype(np.int64)
-        values, counts = parts.values, parts.value_counts
+        widths, values, counts = parts.widths(), parts.values, parts.value_counts
     else:
         offsets = np.asarray(column.offsets) if n else np.zeros(1, np.int64)
         counts = np.diff(offsets).astype(np.int64)

@@ -159,7 +159,7 @@ class _FeatureSink:
                 f"{max(width, self.width)})"
             )
         if self.sparse_parts is not None:
-            self.sparse_parts.append(_csr_piece(column, parts, width))
+            self.sparse_parts.append(_csr_piece(parts))
         else:
             if self.rows + n > len(self.dense):  # more rows than counted: grow once
                 grown = np.empty((max(2 * len(self.dense), self.rows + n), width), np.float32)
@@ -190,21 +190,12 @@ class _FeatureSink:
 def _width(column: pa.Array, parts: Any) -> int:
     if parts is None:  # numeric lists; dense_features checks them when they are copied
         return dense_features(column.slice(0, 1)).shape[1]
-    sizes = np.where(parts.kind == 1, parts.value_counts, parts.size).astype(np.int64)
-    return single_width(sizes)
+    return single_width(parts.widths())
 
 
-def _csr_piece(column: pa.Array, parts: Any, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _csr_piece(parts: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values per row, int32 column indices, float32 values) of one batch."""
-    values = parts.values.astype(np.float32)
-    dense_rows = parts.kind[parts.row_of_value] == 1
-    indices = np.empty(len(values), dtype=np.int32)
-    if dense_rows.any():
-        rank = np.arange(len(values)) - np.repeat(parts.value_starts, parts.value_counts)
-        indices[dense_rows] = rank[dense_rows]
-    if (~dense_rows).any():
-        indices[~dense_rows] = parts.sparse_indices
-    return parts.value_counts.astype(np.int64), indices, values
+    return parts.value_counts.astype(np.int64), parts.columns(np.int32), parts.values.astype(np.float32)
 
 
 class _KeySink:

@@ -279,6 +279,23 @@ class VectorParts(NamedTuple):
     row_of_value: np.ndarray  # per value: its row
     sparse_indices: np.ndarray  # column indices of the sparse rows' values, in row order
 
+    def widths(self) -> np.ndarray:
+        """Each row's vector length (null rows, whose type is missing, count as dense)."""
+        dense = np.nan_to_num(self.kind.astype(np.float64), nan=1.0) == 1
+        return np.where(dense, self.value_counts, self.size).astype(np.int64)
+
+    def columns(self, dtype=np.int64) -> np.ndarray:
+        """The column index of every stored value: its rank in a dense row, its index in a sparse one."""
+        dense_rows = self.kind[self.row_of_value] == 1
+        columns = np.empty(len(self.values), dtype=dtype)
+        if dense_rows.any():
+            rank = np.arange(len(self.values)) - np.repeat(self.value_starts, self.value_counts)
+            columns[dense_rows] = rank[dense_rows]
+        if (~dense_rows).any():
+            # Sparse rows' indices, flattened in row order, line up with their values.
+            columns[~dense_rows] = self.sparse_indices
+        return columns
+
 
 def vector_struct_parts(column: pa.StructArray) -> VectorParts:
     """Split a VectorUDT struct column ``(type, size, indices, values)`` into numpy arrays."""
@@ -299,22 +316,13 @@ def vector_struct_parts(column: pa.StructArray) -> VectorParts:
 
 def _dense_from_vector_struct(column: pa.StructArray, n: int, dtype) -> np.ndarray:
     parts = vector_struct_parts(column)
-    sizes = np.where(parts.kind == 1, parts.value_counts, parts.size).astype(np.int64)
-    width = single_width(sizes)
+    width = single_width(parts.widths())
     if n and (parts.kind == 1).all():  # all dense: the values are already row-major
         return parts.values.astype(dtype, copy=False).reshape(n, width)
     out = np.zeros((n, width), dtype=dtype)
     if n == 0:
         return out
-    dense_rows = parts.kind[parts.row_of_value] == 1
-    columns = np.empty(len(parts.values), dtype=np.int64)
-    if dense_rows.any():
-        rank = np.arange(len(parts.values)) - np.repeat(parts.value_starts, parts.value_counts)
-        columns[dense_rows] = rank[dense_rows]
-    if (~dense_rows).any():
-        # Sparse rows' indices, flattened in row order, line up with their values.
-        columns[~dense_rows] = parts.sparse_indices
-    out[parts.row_of_value, columns] = parts.values
+    out[parts.row_of_value, parts.columns()] = parts.values
     return out
 
 
