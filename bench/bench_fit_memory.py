@@ -6,7 +6,7 @@ Run from the repository root (after ``make install``; about 4 minutes):
     .venv/bin/python bench/bench_fit_memory.py --positions 100000 400000
 
 One local[2] Spark. Rows are built inside the JVM (``spark.range`` and 256
-``sin`` columns assembled into a dense Vector, documents of 100 positions)
+``sin`` values made a dense Vector, documents of 100 positions)
 and cached there, so the Python driver never holds them before ``fit``. A
 small warm-up fit pays the process's one-off TensorFlow/Keras memory first.
 For each size, a thread samples the driver process's RSS every 20 ms during
@@ -21,7 +21,6 @@ import argparse
 import gc
 import os
 import sys
-import threading
 import time
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -29,48 +28,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import psutil  # noqa: E402
 
+from benchlib import PeakRSS, jvm_documents  # noqa: E402
+
 DIM = 256
-
-
-class PeakRSS:
-    """Peak resident memory of this (driver) process while the block runs."""
-
-    def __enter__(self):
-        self.peak, self._stop = psutil.Process().memory_info().rss, threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.peak = max(self.peak, me.memory_info().rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-def documents(spark, positions: int):
-    """``positions`` rows in documents of 100, with 256-dim dense features, built in the JVM."""
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.sql import functions as F
-
-    df = spark.range(positions).select(
-        (F.col("id") / 100).cast("long").cast("string").alias("doc_id"),
-        (F.col("id") % 100).cast("int").alias("line_number"),
-        (F.abs(F.hash("id")) % 3).cast("double").alias("label"),
-        *[F.sin(F.col("id") * (k + 1)).alias(f"f{k}") for k in range(DIM)],
-    )
-    assembled = VectorAssembler(inputCols=[f"f{k}" for k in range(DIM)], outputCol="features")
-    return assembled.transform(df).select("doc_id", "line_number", "label", "features")
 
 
 def fit_once(spark, positions: int) -> dict:
     from skol_spark import BiLSTMClassifier
 
-    df = documents(spark, positions).cache()
+    df = jvm_documents(spark, positions, 100, DIM, with_label=True).cache()
     n = df.count()
     classifier = BiLSTMClassifier(windowSize=50, hiddenSize=16, numLayers=1, dropout=0.0, epochs=1, batchSize=64)
     gc.collect()

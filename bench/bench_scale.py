@@ -20,59 +20,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import psutil  # noqa: E402
+
+from benchlib import PeakChildMemory, jvm_documents  # noqa: E402
 
 DIM, WINDOW, HIDDEN = 64, 50, 32
-
-
-class PeakMemory:
-    """Peak RSS of the JVM and of the largest Python process under it, sampled in a thread."""
-
-    def __enter__(self):
-        self.jvm = self.worker = self.workers_total = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for p in me.children(recursive=True):
-                try:
-                    name, rss = p.name(), p.memory_info().rss
-                except psutil.Error:
-                    continue
-                if name.startswith("java"):
-                    self.jvm = max(self.jvm, rss)
-                elif name.startswith("python"):
-                    self.worker = max(self.worker, rss)
-                    total += rss
-            self.workers_total = max(self.workers_total, total)
-            time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-def rows_frame(spark, rows: int, doc_length: int):
-    from pyspark.ml.functions import array_to_vector
-    from pyspark.sql import functions as F
-
-    i = F.col("id")
-    return spark.range(rows).select(
-        (i / doc_length).cast("long").alias("doc_id"),
-        (i % doc_length).cast("int").alias("line_number"),
-        array_to_vector(F.array(*[F.sin(i * (0.37 * (k + 1))) for k in range(DIM)])).alias("features"),
-    )
 
 
 def main() -> None:
@@ -102,7 +58,7 @@ def main() -> None:
     def noop(df) -> None:
         df.write.format("noop").mode("overwrite").save()
 
-    noop(model.transform(rows_frame(spark, 20_000, args.doc_length)))  # warm up the workers
+    noop(model.transform(jvm_documents(spark, 20_000, args.doc_length, DIM)))  # warm up the workers
     runs = [(n, args.doc_length) for n in args.rows]
     if args.long_document:
         runs.append((args.long_document, args.long_document))
@@ -111,8 +67,8 @@ def main() -> None:
     print(f"{'rows':>10} {'documents':>10} {'seconds':>8} {'rows/s':>8} {'worker peak MB':>15} "
           f"{'all workers MB':>15} {'JVM peak MB':>12}")
     for n, doc_length in runs:
-        df = rows_frame(spark, n, doc_length)
-        with PeakMemory() as peak:
+        df = jvm_documents(spark, n, doc_length, DIM)
+        with PeakChildMemory() as peak:
             t0 = time.perf_counter()
             noop(model.transform(df))
             seconds = time.perf_counter() - t0

@@ -19,7 +19,6 @@ import gc
 import os
 import statistics
 import sys
-import threading
 import time
 from typing import Callable, Iterator
 
@@ -29,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
+
+from benchlib import PeakRSS  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 WINDOW, HIDDEN, LAYERS = 50, 64, 2
@@ -45,26 +46,6 @@ def tree_cpu_seconds() -> float:
         except psutil.NoSuchProcess:
             pass
     return total
-
-
-class PeakRSS:
-    """Peak resident memory of this (driver) process while the block runs."""
-
-    def __enter__(self):
-        self.peak, self._stop = 0, threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-        return self
-
-    def _watch(self):
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.peak = max(self.peak, me.memory_info().rss)
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def measure(fn: Callable[[], None]) -> tuple[float, float]:
