@@ -244,7 +244,7 @@ def run_size(spark, kind: str, positions: int, rounds: int, include_slow: bool) 
     rates["limit"] = 1 / (1 / rates["floor"] + 1 / model_pos)
     model_cpu_k = 1000 * 2 / model_pos  # two threads busy for 1/rate seconds per position
     cpu_k["model"] = model_cpu_k
-    digest = model._predict_spec().digest
+    digest = model.trainedNetwork.digest
 
     def report_builds(frames):
         from skol_spark import predict

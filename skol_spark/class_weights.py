@@ -24,9 +24,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from skol_spark.params import WEIGHT_STRATEGIES
+__all__ = ["WEIGHT_STRATEGIES", "compute_class_weights", "resolve_class_weights"]
 
-__all__ = ["compute_class_weights", "resolve_class_weights"]
+WEIGHT_STRATEGIES = ("none", "inverse", "balanced", "sqrt_inverse", "effective_number")
 
 logger = logging.getLogger(__name__)
 

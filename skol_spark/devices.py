@@ -1,31 +1,32 @@
 """Which device the network runs on: the GPU Spark assigned, or the CPU.
 
-With ``useGpu=False`` (the default) a worker hides every GPU before its
-deep-learning framework starts (``CUDA_VISIBLE_DEVICES=""``), so it never
-claims GPU memory; nothing is imported for that. With ``useGpu=True`` it
-exposes only the GPU Spark assigned to its task
-(``TaskContext.get().resources()["gpu"]``) with memory growth on, and falls
-back to the CPU with one warning line per process when there is none.
+Executors settle this once per Python worker, through the framework's own
+device visibility, never through environment variables: a reused worker
+also runs other libraries' UDFs, and ``CUDA_VISIBLE_DEVICES`` set by one
+task would hide the GPU from all of them. On TensorFlow, ``useGpu=False``
+(the default) makes no GPU visible *to TensorFlow*
+(``tf.config.set_visible_devices([], "GPU")``), so it never claims GPU
+memory; ``useGpu=True`` makes only the GPU Spark assigned to the task
+(``TaskContext.get().resources()["gpu"]``) visible, with memory growth on,
+and falls back to the CPU with one warning line per process when there is
+none. TensorFlow fixes its visible devices when it first initializes them,
+so a Python worker keeps the device of the first task it labels. Other Keras
+backends use their default device.
 
-CUDA reads ``CUDA_VISIBLE_DEVICES`` once per process, so a Python worker
-settles its device with the first task it labels. TensorFlow, JAX and PyTorch
-all honour the variable. Only the standard library is imported at module level
-(no pyspark), so executors and tests pay nothing for it.
+Only the standard library is imported at module level (no pyspark); the
+framework is imported when a device is settled.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import threading
 from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = [
     "gpu_addresses",
     "pick_gpu",
-    "device_environment",
     "configure_worker_devices",
     "training_device",
 ]
@@ -69,19 +70,12 @@ def pick_gpu(use_gpu: bool, addresses: Sequence[str], where: str = "this Spark t
     return None
 
 
-def device_environment(address: str | None) -> dict[str, str]:
-    """Environment variables that show a process only ``address`` (None: no GPU at all)."""
-    if address is None:
-        return {"CUDA_VISIBLE_DEVICES": ""}
-    return {"CUDA_VISIBLE_DEVICES": address, "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
-
-
 def configure_worker_devices(use_gpu: bool, addresses: Sequence[str]) -> str | None:
     """Settle this worker process's device, once; returns the GPU address or None.
 
-    Sets the environment before the framework initializes CUDA. If TensorFlow
-    was already imported in this process, also restricts its visible devices
-    (ignored once TensorFlow has initialized them).
+    Changes no environment variable: on TensorFlow it sets which GPUs
+    TensorFlow sees (none, or ``address``'s with memory growth), which TensorFlow
+    allows until its devices are initialized; after that it keeps them.
     """
     global _worker_address
     with _lock:
@@ -91,9 +85,7 @@ def configure_worker_devices(use_gpu: bool, addresses: Sequence[str]) -> str | N
             pick_gpu(True, [], "this Python worker (it started on the CPU)")
         return _worker_address
     address = pick_gpu(use_gpu, addresses)
-    os.environ.update(device_environment(address))
-    if "tensorflow" in sys.modules:
-        _restrict_tensorflow(address)
+    _restrict_tensorflow(address)
     with _lock:
         _worker_address = address
     return address
@@ -101,6 +93,10 @@ def configure_worker_devices(use_gpu: bool, addresses: Sequence[str]) -> str | N
 
 def _restrict_tensorflow(address: str | None) -> None:
     """Show TensorFlow only ``address``'s GPU (none for None), with memory growth."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
     import tensorflow as tf
 
     try:
@@ -111,6 +107,17 @@ def _restrict_tensorflow(address: str | None) -> None:
             tf.config.experimental.set_memory_growth(gpu, True)
     except (RuntimeError, ValueError):  # devices already initialized in this process
         logger.debug("TensorFlow devices already initialized; keeping them")
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs TensorFlow uses in this process (logical devices), for checks and logs."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return []
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_logical_devices("GPU")]
 
 
 @contextlib.contextmanager

@@ -1,9 +1,14 @@
-"""Exceptions: rows the model cannot use, saving or loading models, and Spark clients skol_spark cannot run on."""
+"""Every exception skol_spark raises on purpose, in one place.
+
+Rows the model cannot use, networks that cannot be rebuilt, saving and loading
+models, Spark clients skol_spark cannot run on, and command-line jobs.
+"""
 
 from __future__ import annotations
 
 __all__ = [
     "InvalidRowError",
+    "ModelRebuildError",
     "ModelLoadError",
     "WrongModelClassError",
     "CorruptModelError",
@@ -13,11 +18,16 @@ __all__ = [
     "ModelExistsError",
     "StoreUnavailableError",
     "SparkConnectUnsupportedError",
+    "JobError",
 ]
 
 
 class InvalidRowError(ValueError):
     """An input row the model cannot use, with handleInvalid="error" (see ``skol_spark.invalid``)."""
+
+
+class ModelRebuildError(RuntimeError):
+    """A network cannot be rebuilt from its JSON as executors rebuild it, or predicts differently."""
 
 
 class ModelLoadError(Exception):
@@ -57,3 +67,7 @@ class StoreUnavailableError(ModelLoadError, ConnectionError):
 
 class SparkConnectUnsupportedError(RuntimeError):
     """The session is a Spark Connect client too old for what was asked (pyspark < 4.0)."""
+
+
+class JobError(ValueError):
+    """A problem with a command-line job's arguments, inputs or model store that the user can fix."""

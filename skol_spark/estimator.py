@@ -1,39 +1,50 @@
-"""The public pyspark.ml stages: :class:`BiLSTMClassifier` and its fitted model."""
+"""The public pyspark.ml stages: :class:`BiLSTMClassifier` and its fitted model.
+
+The stages check Params and schemas, then hand the work on: training to
+``training_data``/``training`` on the driver, labeling to ``udf``/``predict``
+on the executors, saving and loading to ``persistence``, ``stores`` and
+``keras_files``, which take a :class:`~skol_spark.trained_network.TrainedNetwork`
+plus a :class:`~skol_spark.persistence.SavedStage` and never import these
+classes back. Saved metadata names ``skol_spark.estimator.<class>``.
+"""
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 import logging
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.linalg import VectorUDT
-from pyspark.ml.util import MLReadable, MLWritable
+from pyspark.ml.util import MLReadable, MLReader, MLWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from skol_spark.class_weights import resolve_class_weights
 from skol_spark.connect import check_connect_support
-from skol_spark.errors import InvalidRowError
+from skol_spark.errors import CorruptModelError
 from skol_spark.params import _BiLSTMModelParams, _BiLSTMParams, _HasInitialModel
+from skol_spark.persistence import (
+    INITIAL_MODEL_DIR,
+    OverwritingWriter,
+    SavedStage,
+    load_model_directory,
+    load_stage_directory,
+    save_model_directory,
+    save_stage_directory,
+)
 from skol_spark.predict import PredictSpec
+from skol_spark.trained_network import TrainedNetwork
+from skol_spark.udf import USE_ARROW_UDF, label_dataframe
 
 __all__ = ["BiLSTMClassifier", "BiLSTMClassificationModel"]
 
 logger = logging.getLogger("skol_spark")
-
-_OUTPUT = "__skol_spark_output"
-# Spark 4.1+ has Arrow-native UDFs; older versions go through pandas.
-_USE_ARROW_UDF = hasattr(F, "arrow_udf")
 
 
 def _fail_column(name: str, what: str, received: Any, fix: str) -> None:
@@ -282,75 +293,37 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def write(self) -> Any:
         """An MLWriter: Params as Spark ML metadata, plus initialModel in its own directory."""
-        from skol_spark.persistence import ClassifierWriter
-
-        return ClassifierWriter(self)
+        return _ClassifierWriter(self)
 
     @classmethod
     def read(cls) -> Any:
-        from skol_spark.persistence import ClassifierReader
-
-        return ClassifierReader(cls)
+        return _ClassifierReader(cls)
 
     def _label_values(self, dataset: DataFrame) -> tuple[list[str], int]:
-        """Class names and the number of rows, with the null checks, from one aggregation."""
+        """Class names and the number of rows, from one aggregation of the label column.
+
+        Only labels that can be class indices count here; every row is checked
+        (once, with the other defects of :mod:`skol_spark.invalid`) while it is
+        streamed to the driver.
+        """
         label_col = self.getLabelCol()
-        keys = [self.getDocIdCol(), self.getPositionCol(), self.getFeaturesCol(), label_col]
-        rows = dataset.groupBy(F.col(f"`{label_col}`")).agg(
-            F.count(F.lit(1)).alias("count"),
-            *[F.count_if(F.col(f"`{c}`").isNull()).alias(f"nulls{i}") for i, c in enumerate(keys)],
-        ).collect()
+        rows = dataset.groupBy(F.col(f"`{label_col}`")).agg(F.count(F.lit(1)).alias("count")).collect()
         total = sum(int(row["count"]) for row in rows)
         if not total:
             raise ValueError("The training DataFrame is empty: fit needs labelled rows.")
-        strict = self.getHandleInvalid() == "error"
-        if strict:
-            for i, name in enumerate(keys):
-                nulls = sum(int(row[f"nulls{i}"]) for row in rows)
-                if nulls:
-                    where = self._first_row(dataset, F.col(f"`{name}`").isNull())
-                    raise InvalidRowError(
-                        f"Column {name!r} has {nulls} null values in the training data, the first "
-                        f"{where}. Drop or fill them, or set handleInvalid='skip'."
-                    )
-        values = [row[0] for row in rows if row[0] is not None and not math.isnan(row[0])]
-        bad = sorted(v for v in values if float(v) != int(v) or v < 0)
-        if bad and strict:
-            where = self._first_row(dataset, F.col(f"`{label_col}`").isin(bad))
-            raise InvalidRowError(
-                f"Column {label_col!r} must hold class indices 0..K-1. Received: {bad[:5]}, the "
-                f"first {where}. Index labels with StringIndexer, or set handleInvalid='skip'."
-            )
-        indices = [int(v) for v in values if v not in bad]
+        indices = [
+            int(v) for v in (row[0] for row in rows)
+            if v is not None and not math.isnan(v) and v >= 0 and float(v) == int(v)
+        ]
         if self.isDefined(self.labels):
             labels = self.getLabels()
         else:
             labels = _labels_from_metadata(dataset.schema, label_col) or [
                 str(i) for i in range(max(indices, default=-1) + 1)
             ]
-        outside = sorted(float(v) for v in indices if v >= len(labels))
-        if outside and strict:
-            where = self._first_row(dataset, F.col(f"`{label_col}`").isin(outside))
-            raise InvalidRowError(
-                f"Column {label_col!r} has label values {outside[:5]} outside 0..{len(labels) - 1} "
-                f"(labels: {labels}), the first {where}. Set the labels Param to all class names, "
-                "re-index, or set handleInvalid='skip'."
-            )
         if not labels:
             raise ValueError(f"Column {label_col!r} has no valid class index; nothing to fit on.")
         return labels, total
-
-    def _first_row(self, dataset: DataFrame, condition: Any) -> str:
-        """'at document d, position=p' for the first row matching ``condition`` (error path only)."""
-        doc, position = self.getDocIdCol(), self.getPositionCol()
-        row = (
-            dataset.where(condition)
-            .select(F.col(f"`{doc}`"), F.col(f"`{position}`"))
-            .orderBy(F.col(f"`{doc}`").asc_nulls_first(), F.col(f"`{position}`").asc_nulls_first())
-            .limit(1)
-            .collect()
-        )
-        return f"at document {row[0][0]!r}, {position}={row[0][1]!r}" if row else "row"
 
     def _expected_width(self, dataset: DataFrame) -> int | None:
         """Feature length fit must see: the initial model's, else the column's ML metadata."""
@@ -362,7 +335,6 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def _fit(self, dataset: DataFrame) -> "BiLSTMClassificationModel":
         from skol_spark.devices import training_device
-        from skol_spark.network import weights_to_bytes
         from skol_spark.training import TrainingConfig, history_to_json, train_network, verify_rebuild
         from skol_spark.training_data import collect_training_data
 
@@ -396,7 +368,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             ", ".join(f"{name}={w:.4g} (n={n})" for name, w, n in zip(labels, class_weights, counts)),
         )
         config = TrainingConfig(
-            window=self.getWindowSize(),
+            window_size=self.getWindowSize(),
             num_classes=len(labels),
             class_weights=class_weights,
             hidden_size=self.getHiddenSize(),
@@ -407,30 +379,27 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             learning_rate=self.getLearningRate(),
             seed=self.getSeed(),
             validation_fraction=self.getValidationFraction(),
-            predict_batch_windows=self.getPredictBatchSize(),
+            predict_batch_size=self.getPredictBatchSize(),
+            initial_weights=self._initial_weights(data.num_features, labels),
         )
-        if self.isDefined(self.initialModel):
-            config.initial_weights = self._initial_weights(data.num_features, labels)
         with training_device(self.getUseGpu(), _driver_gpu_addresses(dataset)):
             network, history = train_network(data, config)
-            verify_rebuild(network, data, config)
+            trained = verify_rebuild(network, data, config.window_size)
         model = BiLSTMClassificationModel()
         model._resetUid(self.uid)
         self._copyValues(model)
-        body = weights_to_bytes(network.get_weights())
         model._set(
             labels=labels,
-            modelJson=network.to_json(),
-            modelWeights=base64.b64encode(body).decode("ascii"),
             numFeatures=data.num_features,
             classWeightsUsed=class_weights,
             trainingHistory=history_to_json(history),
         )
-        return model
+        return model._set_network(trained)
 
-
-    def _initial_weights(self, num_features: int, labels: list[str]) -> list[Any]:
-        """The warm-start weights, after checking the initial model fits this training."""
+    def _initial_weights(self, num_features: int, labels: list[str]) -> list[Any] | None:
+        """The warm-start weights (None without initialModel), after checking they fit this training."""
+        if not self.isDefined(self.initialModel):
+            return None
         initial = self.getInitialModel()
         if initial.getNumFeatures() != num_features or initial.numClasses != len(labels):
             raise ValueError(
@@ -444,7 +413,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
                 f"{initial.getNumLayers()}; this estimator has hiddenSize={self.getHiddenSize()}, "
                 f"numLayers={self.getNumLayers()}. Set them equal to warm-start."
             )
-        return initial.getKerasModel().get_weights()
+        return initial.trainedNetwork.weight_arrays()
 
 
 def _driver_gpu_addresses(dataset: DataFrame) -> list[str]:
@@ -480,15 +449,11 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
 
     def write(self) -> Any:
         """An MLWriter: Spark ML metadata plus the weights body, checksummed."""
-        from skol_spark.persistence import ModelWriter
-
-        return ModelWriter(self)
+        return _ModelWriter(self)
 
     @classmethod
     def read(cls) -> Any:
-        from skol_spark.persistence import ModelReader
-
-        return ModelReader(cls)
+        return _ModelReader(cls)
 
     def saveToRedis(
         self,
@@ -515,14 +480,18 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
         """
         from skol_spark.stores import REDIS_CHUNK_BYTES, save_to_redis
 
-        save_to_redis(self, client_or_url, key, ttl, overwrite, chunkBytes or REDIS_CHUNK_BYTES)
+        save_to_redis(
+            _saved_stage(self), self.trainedNetwork, client_or_url, key, ttl, overwrite,
+            chunkBytes or REDIS_CHUNK_BYTES,
+        )
 
     @classmethod
     def loadFromRedis(cls, client_or_url: Any, key: str) -> "BiLSTMClassificationModel":
         """Load the model stored under ``key``, verifying class, checksum and architecture."""
         from skol_spark.stores import load_from_redis
 
-        return load_from_redis(cls, client_or_url, key)
+        stage, network = load_from_redis(client_or_url, key, _class_name(cls))
+        return cls._from_saved(stage, network, f"Redis key {key!r}")
 
     def saveKeras(self, path: str) -> None:
         """Write the network as a Keras file (``.keras``, or ``.h5`` when the path ends so).
@@ -532,18 +501,9 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
         returns it compiled once skol_spark is imported, and
         ``load_model(path, compile=False)`` works without skol_spark.
         """
-        import keras
+        from skol_spark.keras_files import save_keras_file
 
-        from skol_spark.network import WeightedSparseCategoricalCrossentropy
-
-        if not str(path).endswith((".keras", ".h5")):
-            raise ValueError(f"Expected a path ending in .keras or .h5. Received: {path!r}")
-        network = self.getKerasModel()
-        network.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=self.getLearningRate()),
-            loss=WeightedSparseCategoricalCrossentropy(self._class_weights_or_ones()),
-        )
-        network.save(str(path))
+        save_keras_file(self.trainedNetwork, path, self._class_weights_or_ones(), self.getLearningRate())
 
     def _class_weights_or_ones(self) -> list[float]:
         if self.isDefined(self.classWeightsUsed):
@@ -580,9 +540,12 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
         ``(batch, window)`` mask) and returns ``(batch, window, len(labels))``
         probabilities. It is rebuilt from its JSON here, as the executors will.
         """
-        from skol_spark.keras_files import wrap_keras_network
+        from skol_spark.keras_files import check_keras_network
 
-        return wrap_keras_network(cls, path_or_model, labels, windowSize, classWeightsUsed, params)
+        network, implied = check_keras_network(path_or_model, labels, windowSize, classWeightsUsed)
+        model = cls()
+        model._set(**params, **implied)
+        return model._set_network(network)
 
     def setFeaturesCol(self, value: str) -> "BiLSTMClassificationModel":
         return self._set(featuresCol=value)
@@ -628,35 +591,47 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
         """Per-epoch training loss and validation metrics."""
         return json.loads(self.getTrainingHistory()) if self.isDefined(self.trainingHistory) else {}
 
+    @property
+    def trainedNetwork(self) -> TrainedNetwork:
+        """The network as a value (architecture JSON, weights body, digest), from the Params."""
+        architecture, weights = self.getModelJson(), self.getModelWeights()
+        cached = getattr(self, "_trained", None)
+        if cached is None or cached[0] is not architecture or cached[1] is not weights:
+            cached = (architecture, weights, TrainedNetwork.from_params(architecture, weights))
+            self._trained = cached
+        return cached[2]
+
+    def _set_network(self, network: TrainedNetwork) -> "BiLSTMClassificationModel":
+        """Hold ``network`` in the modelJson and modelWeights Params."""
+        self._set(modelJson=network.architecture, modelWeights=network.weights_base64)
+        self._trained = (self.getModelJson(), self.getModelWeights(), network)
+        return self
+
+    @classmethod
+    def _from_saved(cls, stage: SavedStage, network: TrainedNetwork, source: str) -> "BiLSTMClassificationModel":
+        """A model from what a store gave back (checked there)."""
+        return _restore(cls, stage, source)._set_network(network)
+
     def weightsBody(self) -> bytes:
         """The weights as an ``.npz`` body."""
-        return base64.b64decode(self.getModelWeights())
+        return self.trainedNetwork.weights
 
     def getKerasModel(self) -> Any:
         """The network, rebuilt from its JSON (uncompiled) with the trained weights."""
-        from skol_spark.network import model_from_json, weights_from_bytes
-
-        network = model_from_json(self.getModelJson(), compile=False)
-        network.set_weights(weights_from_bytes(self.weightsBody()))
-        return network
+        return self.trainedNetwork.rebuild()
 
     def _predict_spec(self) -> PredictSpec:
-        from skol_spark.network import weights_digest
-
-        weights = self.getModelWeights()
         return PredictSpec(
-            model_json=self.getModelJson(),
-            weights_b64=weights,
-            digest=weights_digest(weights.encode("ascii")),
-            window=self.getWindowSize(),
-            stride=self.getWindowStride(),
-            batch_windows=self.getPredictBatchSize(),
+            network=self.trainedNetwork,
+            window_size=self.getWindowSize(),
+            window_stride=self.getWindowStride(),
+            predict_batch_size=self.getPredictBatchSize(),
             num_classes=self.numClasses,
             num_features=self.getNumFeatures(),
             features_col=self.getFeaturesCol(),
-            doc_col=self.getDocIdCol(),
+            doc_id_col=self.getDocIdCol(),
             position_col=self.getPositionCol(),
-            vector_output=_USE_ARROW_UDF,
+            vector_output=USE_ARROW_UDF,
             handle_invalid=self.getHandleInvalid(),
             use_gpu=self.getUseGpu(),
         )
@@ -672,85 +647,83 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
                 f"Output column(s) {clash} already exist in the input. Received columns: "
                 f"{dataset.columns}. Drop them or set predictionCol/probabilityCol/rawPredictionCol."
             )
-        doc, position, features = self.getDocIdCol(), self.getPositionCol(), self.getFeaturesCol()
-        label_udf = _labeling_udf(self._predict_spec())
-        feature_input = F.col(f"`{features}`")
-        if not _USE_ARROW_UDF and isinstance(dataset.schema[features].dataType, VectorUDT):
-            from pyspark.ml.functions import vector_to_array
-
-            feature_input = vector_to_array(feature_input, "float32")
-        grouped = dataset.repartition(F.col(f"`{doc}`")).sortWithinPartitions(
-            F.col(f"`{doc}`"), F.col(f"`{position}`")
-        )
-        labelled = grouped.withColumn(
-            _OUTPUT,
-            label_udf(F.struct(F.col(f"`{doc}`"), F.col(f"`{position}`"), feature_input)),
-        )
-        if self.getHandleInvalid() == "skip":  # invalid rows came back with a null output
-            labelled = labelled.where(F.col(f"{_OUTPUT}.prediction").isNotNull())
-        probability = F.col(f"{_OUTPUT}.probability")
-        raw = F.col(f"{_OUTPUT}.rawPrediction")
-        if not _USE_ARROW_UDF:
-            from pyspark.ml.functions import array_to_vector
-
-            probability, raw = array_to_vector(probability), array_to_vector(raw)
-        return labelled.select(
-            *[F.col(f"`{c}`") for c in dataset.columns],
-            F.col(f"{_OUTPUT}.prediction").alias(outputs[0]),
-            probability.alias(outputs[1]),
-            raw.alias(outputs[2]),
-        )
+        return label_dataframe(dataset, self._predict_spec(), tuple(outputs))
 
 
-def _labeling_udf(spec: PredictSpec) -> Any:
-    """The per-partition labeling UDF; its closure holds ``spec`` and nothing else."""
-    if spec.vector_output:
-        return_type = T.StructType(
-            [
-                T.StructField("prediction", T.DoubleType()),
-                T.StructField("probability", VectorUDT()),
-                T.StructField("rawPrediction", VectorUDT()),
-            ]
-        )
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
-        def label_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-            from skol_spark.predict import label_rows
 
-            yield from label_rows(_with_task_resources(spec), batches)
-
-        return F.arrow_udf(label_arrow, return_type).asNondeterministic()
-
-    return_type = T.StructType(
-        [
-            T.StructField("prediction", T.DoubleType()),
-            T.StructField("probability", T.ArrayType(T.DoubleType())),
-            T.StructField("rawPrediction", T.ArrayType(T.DoubleType())),
-        ]
+def _saved_stage(instance: Any) -> SavedStage:
+    """The Spark ML metadata record of a stage (initialModel is saved beside it, not in it)."""
+    skip = ("initialModel",)
+    return SavedStage(
+        _class_name(type(instance)),
+        instance.uid,
+        {p.name: v for p, v in instance._paramMap.items() if p.name not in skip},
+        {p.name: v for p, v in instance._defaultParamMap.items() if p.name not in skip},
     )
 
-    def label_pandas(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from skol_spark.predict import label_rows
 
-        arrays = (
-            pa.Table.from_pandas(frame, preserve_index=False).to_struct_array().combine_chunks()
-            for frame in frames
+def _restore(cls: type, stage: SavedStage, source: str) -> Any:
+    """A fresh ``cls`` with the saved uid and Params (defaults not saved keep the class's)."""
+    instance = cls()
+    instance._resetUid(stage.uid)
+    try:
+        instance._set(**stage.param_map)
+        instance._setDefault(**stage.default_param_map)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CorruptModelError(f"{source}: the metadata's Params do not fit {cls.__name__}: {exc}") from exc
+    return instance
+
+
+class _Writer(OverwritingWriter):
+    def __init__(self, instance: Any):
+        super().__init__()
+        self.instance = instance
+
+
+class _Reader(MLReader):
+    def __init__(self, cls: type):
+        super().__init__()
+        self.cls = cls
+
+
+class _ModelWriter(_Writer):
+    def saveImpl(self, path: str) -> None:
+        save_model_directory(
+            self.sparkSession, path, _saved_stage(self.instance), self.instance.trainedNetwork,
+            self.shouldOverwrite,
         )
-        for out in label_rows(_with_task_resources(spec), arrays):
-            yield pa.Table.from_struct_array(out).to_pandas()
-
-    return F.pandas_udf(label_pandas, return_type).asNondeterministic()
 
 
-def _with_task_resources(spec: PredictSpec) -> PredictSpec:
-    """``spec`` with the cores and GPU addresses Spark gave the running task."""
-    from pyspark import TaskContext
+class _ModelReader(_Reader):
+    def load(self, path: str) -> BiLSTMClassificationModel:
+        check_connect_support("loading")
+        stage, network = load_model_directory(self.sparkSession, path, _class_name(self.cls))
+        return self.cls._from_saved(stage, network, f"Model directory {path!r}")
 
-    from skol_spark.devices import gpu_addresses
 
-    context = TaskContext.get()
-    if context is None:
-        return dataclasses.replace(spec, cpus=0, gpu_addresses=())
-    return dataclasses.replace(
-        spec, cpus=context.cpus(), gpu_addresses=tuple(gpu_addresses(context.resources()))
-    )
+class _ClassifierWriter(_Writer):
+    def saveImpl(self, path: str) -> None:
+        instance, spark = self.instance, self.sparkSession
+        initial = instance.getInitialModel() if instance.isDefined(instance.initialModel) else None
+        save_stage_directory(
+            spark, path, _saved_stage(instance), {"hasInitialModel": initial is not None}, self.shouldOverwrite
+        )
+        if initial is not None:
+            writer = initial.write().session(spark)
+            (writer.overwrite() if self.shouldOverwrite else writer).save(f"{path}/{INITIAL_MODEL_DIR}")
 
+
+class _ClassifierReader(_Reader):
+    def load(self, path: str) -> BiLSTMClassifier:
+        check_connect_support("loading")
+        stage, parsed = load_stage_directory(self.sparkSession, path, _class_name(self.cls))
+        instance = _restore(self.cls, stage, f"Estimator directory {path!r}")
+        if parsed.get("hasInitialModel"):
+            initial = BiLSTMClassificationModel.read().session(self.sparkSession).load(
+                f"{path}/{INITIAL_MODEL_DIR}"
+            )
+            instance._set(initialModel=initial)
+        return instance

@@ -33,9 +33,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from skol_spark.errors import InvalidRowError
-from skol_spark.windows import vector_struct_parts
+from skol_spark.vectors import list_sizes, vector_struct_parts
 
-__all__ = ["HANDLE_INVALID", "DEFECTS", "InvalidRowError", "row_defects", "feature_widths", "describe"]
+__all__ = [
+    "HANDLE_INVALID",
+    "DEFECTS",
+    "InvalidRowError",
+    "row_defects",
+    "duplicate_rows",
+    "feature_widths",
+    "describe",
+]
 
 HANDLE_INVALID = ("error", "skip", "keep")
 
@@ -65,8 +73,7 @@ def feature_widths(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         parts = vector_struct_parts(column)
         widths, values, counts = parts.widths(), parts.values, parts.value_counts
     else:
-        offsets = np.asarray(column.offsets) if n else np.zeros(1, np.int64)
-        counts = np.diff(offsets).astype(np.int64)
+        counts = list_sizes(column) if n else np.zeros(0, np.int64)
         widths = counts.copy()
         values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
     bad_values = ~np.isfinite(values)
@@ -84,13 +91,18 @@ def row_defects(
     features: pa.Array,
     width: int | None,
     sorted_rows: bool = True,
+    labels: pa.Array | None = None,
+    num_classes: int | None = None,
 ) -> tuple[np.ndarray, int | None]:
     """Defect code per row (0 = valid) and the feature width used.
 
     Duplicate positions are found only when ``sorted_rows``: rows grouped by
     document and sorted by position within it (as Spark's sort leaves them,
-    nulls first and NaN last). ``width`` None means the first non-null row's
-    width is the expected one (fit without a model or vector metadata).
+    nulls first and NaN last); unsorted rows (fit) are checked with
+    :func:`duplicate_rows` once sorted. ``width`` None means the first non-null
+    row's width is the expected one (fit without a model or vector metadata).
+    ``labels`` (fit) are checked to be class indices, below ``num_classes``
+    when given.
     """
     n = len(docs)
     codes = np.zeros(n, dtype=np.int8)
@@ -116,9 +128,21 @@ def row_defects(
     ]
     if sorted_rows:
         checks.append((DUPLICATE, _duplicates(docs, pos, ~(_nulls(docs) | pos_null | pos_nan))))
+    if labels is not None:
+        checks += _label_checks(labels, num_classes)
     for code, rows in reversed(checks):  # the first check wins
         codes[rows] = code
     return codes, width
+
+
+def _label_checks(labels: pa.Array, num_classes: int | None) -> list[tuple[int, np.ndarray]]:
+    """Rows whose label is null or NaN, and rows whose label is not a class index."""
+    values = labels.to_numpy(zero_copy_only=False).astype(np.float64)
+    null = np.isnan(values)
+    whole = ~null & (values == np.floor(np.where(null, 0, values))) & (values >= 0)
+    if num_classes is not None:
+        whole &= values < num_classes
+    return [(NULL_LABEL, null), (UNSEEN_LABEL, ~null & ~whole)]
 
 
 def _nulls(column: pa.Array) -> np.ndarray:

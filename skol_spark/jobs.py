@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from skol_spark.errors import JobError
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
@@ -55,10 +57,6 @@ _SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "j
 REDIS_SCHEMES = ("redis", "rediss")
 PREDICTED_LABEL = "predicted_label"
 _INDEXED_LABEL = "label_index"
-
-
-class JobError(ValueError):
-    """A problem with a job's arguments, inputs or model store that the user can fix."""
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,39 @@
-"""Networks trained elsewhere: load a Keras file or model, check it, wrap it as a Model."""
+"""Keras files: writing a trained network as ``.keras``/``.h5``, and checking networks trained elsewhere.
+
+Both directions go through :class:`~skol_spark.trained_network.TrainedNetwork`;
+the stage classes turn it into a model (``estimator.py``).
+"""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-
-from skol_spark.network import strip_compile_config, model_from_json, weights_to_bytes
+from skol_spark.errors import ModelRebuildError
+from skol_spark.trained_network import TrainedNetwork
 
 if TYPE_CHECKING:
     import keras
 
-    from skol_spark.estimator import BiLSTMClassificationModel
+__all__ = ["load_keras_file", "save_keras_file", "check_keras_network"]
 
-__all__ = ["load_keras_file", "wrap_keras_network"]
+
+def save_keras_file(
+    network: TrainedNetwork, path: str, class_weights: Sequence[float], learning_rate: float
+) -> None:
+    """Write ``network`` compiled with the registered weighted loss, so it reloads compiled."""
+    import keras
+
+    from skol_spark.network import WeightedSparseCategoricalCrossentropy
+
+    if not str(path).endswith((".keras", ".h5")):
+        raise ValueError(f"Expected a path ending in .keras or .h5. Received: {path!r}")
+    model = network.rebuild()
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=WeightedSparseCategoricalCrossentropy(list(class_weights)),
+    )
+    model.save(str(path))
 
 
 def load_keras_file(path: str) -> "keras.Model":
@@ -58,18 +75,17 @@ def _shape_of(network: "keras.Model") -> tuple[int | None, int | None, int | Non
     return features_shape[1], features_shape[2], output_shape[2], len(inputs)
 
 
-def wrap_keras_network(
-    cls: "type[BiLSTMClassificationModel]",
+def check_keras_network(
     path_or_model: Any,
     labels: list[str],
     window_size: int | None,
     class_weights: list[float] | None,
-    params: dict[str, Any],
-) -> "BiLSTMClassificationModel":
-    """Check a network against the Params and return it as a fitted model."""
-    import keras
+) -> tuple[TrainedNetwork, dict[str, Any]]:
+    """A network trained elsewhere as a value, and the Params it implies, after checking both.
 
-    from skol_spark.training import ModelRebuildError
+    The network is rebuilt from its JSON (as executors will) and must predict the same.
+    """
+    import keras
 
     if isinstance(path_or_model, (str, os.PathLike)):
         network = load_keras_file(os.fspath(path_or_model))
@@ -81,7 +97,7 @@ def wrap_keras_network(
             f"{type(path_or_model).__name__}"
         )
     labels = [str(label) for label in labels]
-    window, features, classes, num_inputs = _shape_of(network)
+    window, features, classes, _ = _shape_of(network)
     if classes != len(labels):
         raise ValueError(
             f"The network outputs {classes} classes but {len(labels)} labels were given "
@@ -104,33 +120,27 @@ def wrap_keras_network(
         raise ValueError(
             f"Expected {classes} classWeightsUsed, one per class. Received: {class_weights}"
         )
-    model_json = json.dumps(strip_compile_config(json.loads(network.to_json())))
+    trained = TrainedNetwork.from_keras(network)
     try:
-        rebuilt = model_from_json(model_json, compile=False)
-        rebuilt.set_weights(network.get_weights())
-    except Exception as exc:  # noqa: BLE001
+        trained.verify(network, probe=_probe(network, window, features))
+    except ModelRebuildError as exc:
         raise ModelRebuildError(
-            f"The network cannot be rebuilt from its JSON ({type(exc).__name__}: {exc}); "
-            "executors would fail the same way. Register its custom layers with "
-            "keras.saving.register_keras_serializable."
+            f"The network: {exc} Executors would fail the same way. Register its custom layers "
+            "with keras.saving.register_keras_serializable."
         ) from exc
-    probe = [np.random.default_rng(0).normal(size=(2, window, features)).astype("float32")]
-    if num_inputs == 2:
-        probe.append(np.ones((2, window), dtype=bool))
-    probe_input = probe if num_inputs == 2 else probe[0]
-    expected = keras.ops.convert_to_numpy(network(probe_input, training=False))
-    actual = keras.ops.convert_to_numpy(rebuilt(probe_input, training=False))
-    if not np.allclose(expected, actual, atol=1e-5):
-        raise ModelRebuildError("The network rebuilt from its JSON predicts differently.")
-    body = weights_to_bytes(network.get_weights())
-    model = cls()
-    model._set(
-        **params,
+    params = dict(
         labels=labels,
         windowSize=window,
         numFeatures=features,
-        modelJson=model_json,
-        modelWeights=base64.b64encode(body).decode("ascii"),
         classWeightsUsed=class_weights if class_weights is not None else [1.0] * classes,
     )
-    return model
+    return trained, params
+
+
+def _probe(network: Any, window: int, features: int) -> list[Any]:
+    import numpy as np
+
+    probe = [np.random.default_rng(0).normal(size=(2, window, features)).astype("float32")]
+    if len(network.inputs) == 2:
+        probe.append(np.ones((2, window), dtype=bool))
+    return probe

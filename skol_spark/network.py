@@ -17,8 +17,6 @@ Two things prevent that here:
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from typing import Any, Sequence
 
@@ -31,9 +29,7 @@ __all__ = [
     "WeightedSparseCategoricalCrossentropy",
     "build_network",
     "model_from_json",
-    "weights_to_bytes",
-    "weights_from_bytes",
-    "weights_digest",
+    "strip_compile_config",
 ]
 
 FEATURES_INPUT = "features"
@@ -199,25 +195,3 @@ def model_from_json(
     return keras.saving.deserialize_keras_object(
         config, custom_objects=custom_objects, safe_mode=safe_mode
     )
-
-
-def weights_to_bytes(weights: Sequence[np.ndarray]) -> bytes:
-    """Serialize a list of weight arrays as an ``.npz`` body (no pickle)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **{f"w{i:04d}": np.asarray(w) for i, w in enumerate(weights)})
-    return buffer.getvalue()
-
-
-def weights_from_bytes(body: bytes) -> list[np.ndarray]:
-    """Inverse of :func:`weights_to_bytes`; refuses pickled object arrays."""
-    try:
-        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            names = sorted(archive.files)
-            return [archive[name] for name in names]
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"Could not read model weights: the body is not a valid .npz ({exc})") from exc
-
-
-def weights_digest(body: bytes) -> str:
-    """SHA-256 of a weights body, used as the per-worker cache key and checksum."""
-    return hashlib.sha256(body).hexdigest()

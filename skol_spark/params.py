@@ -19,9 +19,10 @@ from pyspark.ml.param.shared import (
     HasSeed,
 )
 
-__all__ = ["WEIGHT_STRATEGIES", "_BiLSTMParams", "_BiLSTMModelParams", "_HasInitialModel"]
+from skol_spark.class_weights import WEIGHT_STRATEGIES
+from skol_spark.invalid import HANDLE_INVALID
 
-WEIGHT_STRATEGIES = ("none", "inverse", "balanced", "sqrt_inverse", "effective_number")
+__all__ = ["WEIGHT_STRATEGIES", "_BiLSTMParams", "_BiLSTMModelParams", "_HasInitialModel"]
 
 
 def _checked(
@@ -191,8 +192,8 @@ class _BiLSTMParams(
         "prediction and probability (at fit it acts as 'skip').",
         typeConverter=_checked(
             "handleInvalid", TypeConverters.toString,
-            lambda v: v in ("error", "skip", "keep"),
-            "one of 'error', 'skip', 'keep'",
+            lambda v: v in HANDLE_INVALID,
+            "one of " + ", ".join(repr(v) for v in HANDLE_INVALID),
         ),
     )
     useGpu: "Param[bool]" = Param(
@@ -342,7 +343,7 @@ class _BiLSTMModelParams(_BiLSTMParams):
 
 
 def _to_fitted_model(value: Any) -> Any:
-    if not (hasattr(value, "getModelJson") and hasattr(value, "weightsBody")):
+    if not (hasattr(value, "getModelJson") and hasattr(value, "trainedNetwork")):
         raise TypeError(
             "Expected initialModel to be a fitted BiLSTMClassificationModel. "
             f"Received: {type(value).__name__}"

@@ -2,7 +2,10 @@
 
 A saved model is two parts, produced and consumed by one pair of functions
 (:func:`model_to_parts`, :func:`model_from_parts`) shared by every place a
-model is kept:
+model is kept. They take and give a :class:`SavedStage` (class name, uid and
+Params, as Spark ML metadata records them) and a
+:class:`~skol_spark.trained_network.TrainedNetwork`; they never see the stage
+classes, which build themselves from those two values (``estimator.py``).
 
 * ``metadata``: the JSON Spark ML's ``DefaultParamsWriter`` writes (class, uid,
   Spark version, paramMap, defaultParamMap), without the weights, plus a
@@ -17,13 +20,13 @@ store (:mod:`skol_spark.stores`) keeps the same two parts under one key.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
+from pyspark.ml.util import MLWriter
 from pyspark.sql import SparkSession
 
 from skol_spark.connect import check_connect_support, is_remote
@@ -31,36 +34,64 @@ from skol_spark.errors import (
     ChecksumMismatchError,
     CorruptModelError,
     ModelLoadError,
+    ModelRebuildError,
     UnsafeModelError,
     WrongModelClassError,
 )
-from skol_spark.network import model_from_json, weights_digest, weights_from_bytes
-
-if TYPE_CHECKING:
-    from skol_spark.estimator import BiLSTMClassificationModel, BiLSTMClassifier
+from skol_spark.trained_network import TrainedNetwork
 
 __all__ = [
     "FORMAT_VERSION",
+    "SavedStage",
     "model_to_parts",
     "model_from_parts",
-    "ModelWriter",
-    "ModelReader",
-    "ClassifierWriter",
-    "ClassifierReader",
+    "parse_metadata",
+    "OverwritingWriter",
+    "save_model_directory",
+    "load_model_directory",
+    "save_stage_directory",
+    "load_stage_directory",
+    "INITIAL_MODEL_DIR",
 ]
 
 FORMAT_VERSION = 1
-BODY_PARAMS = ("modelWeights",)
+READABLE_FORMAT_VERSIONS = (1,)
+# Params that hold the network: the body is saved apart, the JSON stays in the metadata.
+NETWORK_PARAMS = ("modelJson", "modelWeights")
 DISK_CHUNK_BYTES = 8 << 20
 METADATA_DIR, WEIGHTS_DIR, INITIAL_MODEL_DIR = "metadata", "weights", "initialModel"
 
 
-def _class_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+@dataclass(frozen=True)
+class SavedStage:
+    """What Spark ML metadata says about a stage: its class, uid and Params.
+
+    ``param_map`` holds the Params set explicitly, ``default_param_map`` the
+    defaults, both as JSON values; neither holds the network's weights.
+    """
+
+    class_name: str
+    uid: str
+    param_map: dict[str, Any] = field(default_factory=dict)
+    default_param_map: dict[str, Any] = field(default_factory=dict)
+
+    def param(self, name: str, default: Any = None) -> Any:
+        return self.param_map.get(name, self.default_param_map.get(name, default))
+
+    def metadata(self, spark_version: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "class": self.class_name,
+            "timestamp": int(round(time.time() * 1000)),
+            "sparkVersion": spark_version,
+            "uid": self.uid,
+            "paramMap": self.param_map,
+            "defaultParamMap": self.default_param_map,
+            **(extra or {}),
+        }
 
 
-def parse_metadata(metadata: str | bytes, expected: type, source: str) -> dict[str, Any]:
-    """Parse saved metadata and check it was written by ``expected``."""
+def parse_metadata(metadata: str | bytes, class_name: str, source: str) -> dict[str, Any]:
+    """Parse saved metadata and check it was written by ``class_name``."""
     try:
         parsed = json.loads(metadata)
         written_by = parsed["class"]
@@ -68,47 +99,50 @@ def parse_metadata(metadata: str | bytes, expected: type, source: str) -> dict[s
         raise CorruptModelError(
             f"{source}: the metadata is not Spark ML model metadata ({type(exc).__name__}: {exc})"
         ) from exc
-    if written_by != _class_name(expected):
+    if written_by != class_name:
         raise WrongModelClassError(
-            f"{source} was written by {written_by}, not {_class_name(expected)}. "
+            f"{source} was written by {written_by}, not {class_name}. "
             f"Load it with {written_by.rsplit('.', 1)[-1]}.load instead."
         )
     return parsed
 
 
-def model_to_parts(model: "BiLSTMClassificationModel", spark_version: str) -> tuple[str, bytes]:
-    """The metadata JSON (without weights) and the weights body of ``model``."""
-    body = model.weightsBody()
-    metadata = {
-        "class": _class_name(type(model)),
-        "timestamp": int(round(time.time() * 1000)),
-        "sparkVersion": spark_version,
-        "uid": model.uid,
-        "paramMap": {p.name: v for p, v in model._paramMap.items() if p.name not in BODY_PARAMS},
-        "defaultParamMap": {p.name: v for p, v in model._defaultParamMap.items()},
-        "skolSpark": {
-            "formatVersion": FORMAT_VERSION,
-            "body": {"format": "npz", "bytes": len(body), "sha256": weights_digest(body)},
-        },
+def _stage_of(parsed: dict[str, Any]) -> SavedStage:
+    return SavedStage(
+        parsed["class"], parsed.get("uid", ""), parsed.get("paramMap") or {}, parsed.get("defaultParamMap") or {}
+    )
+
+
+def model_to_parts(stage: SavedStage, network: TrainedNetwork, spark_version: str) -> tuple[str, bytes]:
+    """The metadata JSON (with the architecture, without weights) and the weights body."""
+    param_map = {k: v for k, v in stage.param_map.items() if k not in NETWORK_PARAMS}
+    param_map["modelJson"] = network.architecture
+    saved = SavedStage(stage.class_name, stage.uid, param_map, stage.default_param_map)
+    record = {
+        "formatVersion": FORMAT_VERSION,
+        "body": {"format": "npz", "bytes": len(network.weights), "sha256": network.digest},
     }
-    return json.dumps(metadata, separators=(",", ":")), body
+    metadata = saved.metadata(spark_version, {"skolSpark": record})
+    return json.dumps(metadata, separators=(",", ":")), network.weights
 
 
 def model_from_parts(
-    cls: "type[BiLSTMClassificationModel]", metadata: str | bytes, body: bytes, source: str
-) -> "BiLSTMClassificationModel":
-    """Rebuild a model from its two parts, checking class, checksum and architecture.
+    metadata: str | bytes, body: bytes, class_name: str, source: str
+) -> tuple[SavedStage, TrainedNetwork]:
+    """The stage record and network of a saved model, after checking all of it.
 
-    The architecture is rebuilt once here in Keras safe mode, so a payload
-    asking for a ``Lambda`` layer or an unknown class is refused at load time,
-    never executed on the executors.
+    Checks the class, the format version, the body's size and SHA-256, and
+    rebuilds the architecture once in Keras safe mode (so a payload asking for
+    a ``Lambda`` layer or an unknown class is refused here, never executed on
+    the executors) with the weights in it, and that the Params the executors
+    rely on (numFeatures, labels, windowSize) describe that network.
     """
-    parsed = parse_metadata(metadata, cls, source)
+    parsed = parse_metadata(metadata, class_name, source)
     record = parsed.get("skolSpark", {})
-    if record.get("formatVersion") != FORMAT_VERSION:
+    if record.get("formatVersion") not in READABLE_FORMAT_VERSIONS:
         raise CorruptModelError(
             f"{source}: unsupported skol_spark format version {record.get('formatVersion')!r}; "
-            f"this version reads {FORMAT_VERSION}."
+            f"this version reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))}."
         )
     expected = record.get("body", {})
     if len(body) != expected.get("bytes"):
@@ -116,68 +150,40 @@ def model_from_parts(
             f"{source}: the weights body is truncated or padded: {len(body)} bytes, "
             f"the metadata records {expected.get('bytes')}."
         )
-    digest = weights_digest(body)
-    if digest != expected.get("sha256"):
+    stage = _stage_of(parsed)
+    architecture = stage.param("modelJson")
+    if not isinstance(architecture, str):
+        raise CorruptModelError(f"{source}: the metadata holds no modelJson.")
+    network = TrainedNetwork(architecture, body)
+    if network.digest != expected.get("sha256"):
         raise ChecksumMismatchError(
-            f"{source}: the weights body's SHA-256 {digest[:16]}... does not match the "
+            f"{source}: the weights body's SHA-256 {network.digest[:16]}... does not match the "
             f"recorded {str(expected.get('sha256'))[:16]}...; the body is corrupt."
         )
-    model = cls()
-    model._resetUid(parsed["uid"])
     try:
-        DefaultParamsReader.getAndSetParams(model, parsed)
-    except (AttributeError, TypeError, ValueError, AssertionError) as exc:
-        raise CorruptModelError(f"{source}: the metadata's Params do not fit {cls.__name__}: {exc}") from exc
-    model._set(modelWeights=base64.b64encode(body).decode("ascii"))
-    _check_network(model, source)
-    return model
-
-
-def _check_network(model: "BiLSTMClassificationModel", source: str) -> None:
-    """Rebuild the architecture in safe mode and fit the weights into it."""
-    if not model.isDefined(model.modelJson):
-        raise CorruptModelError(f"{source}: the metadata holds no modelJson.")
-    try:
-        weights = weights_from_bytes(model.weightsBody())
-    except ValueError as exc:
+        rebuilt = network.rebuild(safe_mode=True)
+    except UnsafeModelError as exc:
+        raise UnsafeModelError(f"{source}: {exc}") from exc
+    except ModelRebuildError as exc:
         raise CorruptModelError(f"{source}: {exc}") from exc
-    try:
-        network = model_from_json(model.getModelJson(), compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types here
-        text = str(exc)
-        if "safe_mode" in text or "Lambda" in text or "unsafe" in text.lower():
-            raise UnsafeModelError(
-                f"{source}: the architecture asks for code Keras safe mode refuses to run "
-                f"({text.splitlines()[0][:200]})."
-            ) from exc
-        raise CorruptModelError(
-            f"{source}: the architecture cannot be rebuilt ({type(exc).__name__}: "
-            f"{text.splitlines()[0][:200] if text else ''})."
-        ) from exc
-    try:
-        network.set_weights(weights)
-    except ValueError as exc:
-        raise CorruptModelError(
-            f"{source}: the weights do not fit the architecture ({exc})."
-        ) from exc
-    _check_shapes(model, network, source)
+    _check_shapes(stage, rebuilt, source)
+    return stage, network
 
 
-def _check_shapes(model: "BiLSTMClassificationModel", network: Any, source: str) -> None:
+def _check_shapes(stage: SavedStage, network: Any, source: str) -> None:
     """The Params the executors rely on must agree with the network they describe."""
     window, features = network.inputs[0].shape[1], network.inputs[0].shape[2]
-    checks = [(model.numFeatures, features, "input features")]
-    checks.append((model.labels, network.outputs[0].shape[-1], "output classes"))
+    checks = [("numFeatures", features, "input features"), ("labels", network.outputs[0].shape[-1], "output classes")]
     if window is not None:  # a network with a free time axis takes any windowSize
-        checks.append((model.windowSize, window, "positions per window"))
-    for param, actual, what in checks:
-        if not model.isDefined(param):
+        checks.append(("windowSize", window, "positions per window"))
+    for name, actual, what in checks:
+        recorded = stage.param(name)
+        if recorded is None:
             continue
-        recorded = model.getOrDefault(param)
         count = len(recorded) if isinstance(recorded, list) else recorded
         if count != actual:
             raise CorruptModelError(
-                f"{source}: the metadata's {param.name} ({recorded!r}) does not match the "
+                f"{source}: the metadata's {name} ({recorded!r}) does not match the "
                 f"network, which has {actual} {what}."
             )
 
@@ -187,12 +193,12 @@ def _save_mode(overwrite: bool) -> str:
     return "overwrite" if overwrite else "error"
 
 
-def _write_text(spark: SparkSession, path: str, text: str, overwrite: bool) -> None:
+def write_text(spark: SparkSession, path: str, text: str, overwrite: bool) -> None:
     frame = spark.createDataFrame([(text,)], schema="value string").coalesce(1)
     frame.write.mode(_save_mode(overwrite)).text(path)
 
 
-def _read_text(spark: SparkSession, path: str, source: str) -> str:
+def read_text(spark: SparkSession, path: str, source: str) -> str:
     try:
         row = spark.read.text(path).first()
     except Exception as exc:  # noqa: BLE001 - AnalysisException and friends
@@ -212,7 +218,7 @@ def _remove_for_overwrite(path: str) -> None:
     RemoteMLWriter.handleOverwrite(path, True)
 
 
-class _OverwritingWriter(MLWriter):
+class OverwritingWriter(MLWriter):
     """An MLWriter whose overwrite empties the directory in classic Spark and under Connect.
 
     Classic Spark deletes through the JVM (``_handleOverwrite``); Spark Connect
@@ -229,94 +235,61 @@ class _OverwritingWriter(MLWriter):
         self.saveImpl(path)
 
 
-class ModelWriter(_OverwritingWriter):
-    """Writes a :class:`BiLSTMClassificationModel` as ``metadata/`` plus ``weights/``."""
-
-    def __init__(self, instance: "BiLSTMClassificationModel"):
-        super().__init__()
-        self.instance = instance
-
-    def saveImpl(self, path: str) -> None:
-        spark = self.sparkSession
-        metadata, body = model_to_parts(self.instance, spark.version)
-        _write_text(spark, os.path.join(path, METADATA_DIR), metadata, self.shouldOverwrite)
-        chunks = [
-            (i, body[lo : lo + DISK_CHUNK_BYTES])
-            for i, lo in enumerate(range(0, max(len(body), 1), DISK_CHUNK_BYTES))
-        ]
-        frame = spark.createDataFrame(chunks, schema="chunk int, data binary").coalesce(1)
-        frame.write.mode(_save_mode(self.shouldOverwrite)).parquet(os.path.join(path, WEIGHTS_DIR))
+def write_body(spark: SparkSession, path: str, body: bytes, overwrite: bool) -> None:
+    """The weights body as Parquet rows of binary chunks under ``path``."""
+    chunks = [
+        (i, body[lo : lo + DISK_CHUNK_BYTES])
+        for i, lo in enumerate(range(0, max(len(body), 1), DISK_CHUNK_BYTES))
+    ]
+    frame = spark.createDataFrame(chunks, schema="chunk int, data binary").coalesce(1)
+    frame.write.mode(_save_mode(overwrite)).parquet(path)
 
 
-class ModelReader(MLReader):
-    """Reads what :class:`ModelWriter` wrote, checking class and checksum."""
-
-    def __init__(self, cls: "type[BiLSTMClassificationModel]"):
-        super().__init__()
-        self.cls = cls
-
-    def load(self, path: str) -> "BiLSTMClassificationModel":
-        check_connect_support("loading")
-        spark = self.sparkSession
-        source = f"Model directory {path!r}"
-        metadata = _read_text(spark, os.path.join(path, METADATA_DIR), source)
-        parse_metadata(metadata, self.cls, source)  # wrong class: fail before the body
-        try:
-            rows = spark.read.parquet(os.path.join(path, WEIGHTS_DIR)).collect()
-        except Exception as exc:  # noqa: BLE001
-            raise CorruptModelError(
-                f"{source}: cannot read the weights body ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200]})."
-            ) from exc
-        rows = sorted(rows, key=lambda r: r["chunk"])
-        if [r["chunk"] for r in rows] != list(range(len(rows))):
-            raise CorruptModelError(f"{source}: weight chunks are missing or duplicated.")
-        body = b"".join(bytes(r["data"]) for r in rows)
-        return model_from_parts(self.cls, metadata, body, source)
+def read_body(spark: SparkSession, path: str, source: str) -> bytes:
+    """What :func:`write_body` wrote, with its chunks checked to be all there, once."""
+    try:
+        rows = spark.read.parquet(path).collect()
+    except Exception as exc:  # noqa: BLE001
+        raise CorruptModelError(
+            f"{source}: cannot read the weights body ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]})."
+        ) from exc
+    rows = sorted(rows, key=lambda r: r["chunk"])
+    if [r["chunk"] for r in rows] != list(range(len(rows))):
+        raise CorruptModelError(f"{source}: weight chunks are missing or duplicated.")
+    return b"".join(bytes(r["data"]) for r in rows)
 
 
-class ClassifierWriter(_OverwritingWriter):
-    """Writes a :class:`BiLSTMClassifier`: its Params, and its initialModel if any."""
-
-    def __init__(self, instance: "BiLSTMClassifier"):
-        super().__init__()
-        self.instance = instance
-
-    def saveImpl(self, path: str) -> None:
-        instance, spark = self.instance, self.sparkSession
-        params = {p.name: v for p, v in instance._paramMap.items() if p.name != "initialModel"}
-        initial = instance.getOrDefault("initialModel") if instance.isDefined("initialModel") else None
-        metadata = DefaultParamsWriter._get_metadata_to_save(
-            instance, spark, {"hasInitialModel": initial is not None}, params
-        )
-        _write_text(spark, os.path.join(path, METADATA_DIR), metadata, self.shouldOverwrite)
-        if initial is not None:
-            writer = initial.write().session(spark)
-            if self.shouldOverwrite:
-                writer = writer.overwrite()
-            writer.save(os.path.join(path, INITIAL_MODEL_DIR))
+def save_model_directory(
+    spark: SparkSession, path: str, stage: SavedStage, network: TrainedNetwork, overwrite: bool
+) -> None:
+    """``metadata/`` (Spark ML JSON) and ``weights/`` (the body in Parquet chunks) under ``path``."""
+    metadata, body = model_to_parts(stage, network, spark.version)
+    write_text(spark, os.path.join(path, METADATA_DIR), metadata, overwrite)
+    write_body(spark, os.path.join(path, WEIGHTS_DIR), body, overwrite)
 
 
-class ClassifierReader(MLReader):
-    """Reads what :class:`ClassifierWriter` wrote."""
+def load_model_directory(
+    spark: SparkSession, path: str, class_name: str
+) -> tuple[SavedStage, TrainedNetwork]:
+    """What :func:`save_model_directory` wrote, checked as :func:`model_from_parts` checks."""
+    source = f"Model directory {path!r}"
+    metadata = read_text(spark, os.path.join(path, METADATA_DIR), source)
+    parse_metadata(metadata, class_name, source)  # wrong class: fail before reading the body
+    body = read_body(spark, os.path.join(path, WEIGHTS_DIR), source)
+    return model_from_parts(metadata, body, class_name, source)
 
-    def __init__(self, cls: "type[BiLSTMClassifier]"):
-        super().__init__()
-        self.cls = cls
 
-    def load(self, path: str) -> "BiLSTMClassifier":
-        from skol_spark.estimator import BiLSTMClassificationModel
+def save_stage_directory(
+    spark: SparkSession, path: str, stage: SavedStage, extra: dict[str, Any], overwrite: bool
+) -> None:
+    """A stage without a network (the estimator): its metadata only."""
+    metadata = json.dumps(stage.metadata(spark.version, extra), separators=(",", ":"))
+    write_text(spark, os.path.join(path, METADATA_DIR), metadata, overwrite)
 
-        check_connect_support("loading")
-        spark = self.sparkSession
-        source = f"Estimator directory {path!r}"
-        parsed = parse_metadata(_read_text(spark, os.path.join(path, METADATA_DIR), source), self.cls, source)
-        instance = self.cls()
-        instance._resetUid(parsed["uid"])
-        DefaultParamsReader.getAndSetParams(instance, parsed)
-        if parsed.get("hasInitialModel"):
-            initial = BiLSTMClassificationModel.read().session(spark).load(
-                os.path.join(path, INITIAL_MODEL_DIR)
-            )
-            instance._set(initialModel=initial)
-        return instance
+
+def load_stage_directory(spark: SparkSession, path: str, class_name: str) -> tuple[SavedStage, dict[str, Any]]:
+    """What :func:`save_stage_directory` wrote: the stage record and the whole parsed metadata."""
+    source = f"Estimator directory {path!r}"
+    parsed = parse_metadata(read_text(spark, os.path.join(path, METADATA_DIR), source), class_name, source)
+    return _stage_of(parsed), parsed

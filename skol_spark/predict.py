@@ -3,15 +3,16 @@
 Runs inside Spark's Python workers. It imports numpy and pyarrow at module
 level and Keras lazily, never pyspark, so it can be tested without Spark.
 
-The network is rebuilt from its architecture JSON at most once per Python
-worker and kept in a small module-level cache keyed by the SHA-256 of its
-weights. Module state is the only state that outlives a task in a reused
-worker; a cache in a closure would be pickled, and rebuilt, with every task.
+The network is rebuilt from its :class:`~skol_spark.trained_network.TrainedNetwork`
+at most once per Python worker and kept in a small module-level cache keyed
+by its digest. Module state is the only state that outlives a task in a
+reused worker; a cache in a closure would be pickled, and rebuilt, with
+every task. Labeling changes nothing else in the worker: no environment
+variable, and TensorFlow's thread pools are sized once, to the task's cores.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import threading
@@ -22,16 +23,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
+from skol_spark import invalid
 from skol_spark.devices import configure_worker_devices
-from skol_spark.windows import (
-    accumulate_windows,
-    dense_features,
-    document_lengths,
-    first_duplicate_position,
-    stream_windows,
-)
+from skol_spark.trained_network import TrainedNetwork
+from skol_spark.vectors import dense_features
+from skol_spark.windows import accumulate_windows, document_lengths, stream_windows
 
-__all__ = ["PredictSpec", "label_partition", "get_network", "build_count"]
+__all__ = ["PredictSpec", "label_rows", "label_partition", "get_network", "build_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +42,19 @@ _threads_configured = False
 
 @dataclass(frozen=True)
 class PredictSpec:
-    """Everything a worker needs, copied out of the model before the UDF is made."""
+    """Everything a worker needs, copied out of the model before the UDF is made.
 
-    model_json: str
-    weights_b64: str
-    digest: str
-    window: int
-    stride: int
-    batch_windows: int
+    Field names follow the model's Params (``window_size`` is ``windowSize``).
+    """
+
+    network: TrainedNetwork
+    window_size: int
+    window_stride: int
+    predict_batch_size: int
     num_classes: int
     num_features: int
     features_col: str
-    doc_col: str
+    doc_id_col: str
     position_col: str
     vector_output: bool = True
     cpus: int = 0
@@ -72,24 +71,21 @@ def build_count(digest: str | None = None) -> int:
 
 
 def _configure_threads(cpus: int) -> None:
-    """Size TensorFlow's pools to the cores the task owns, once per process."""
+    """Size TensorFlow's pools to the cores the task owns, the first time a task says how many."""
     global _threads_configured
-    if _threads_configured:
-        return
-    _threads_configured = True
-    if cpus <= 0:
+    if _threads_configured or cpus <= 0:  # 0: not known (no TaskContext); a later task may say
         return
     import keras
 
-    if keras.backend.backend() != "tensorflow":
-        return
-    import tensorflow as tf
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(cpus)
-        tf.config.threading.set_inter_op_parallelism_threads(cpus)
-    except RuntimeError:  # TensorFlow already initialized in this process.
-        logger.debug("TensorFlow threads already configured")
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cpus)
+            tf.config.threading.set_inter_op_parallelism_threads(cpus)
+        except RuntimeError:  # TensorFlow already initialized in this process.
+            logger.debug("TensorFlow threads already configured")
+    _threads_configured = True
 
 
 class _RowsForward:
@@ -140,18 +136,15 @@ def _make_forward(model: Any) -> Any:
     return lambda x, m: keras.ops.convert_to_numpy(model(x, training=False))
 
 
-def get_network(model_json: str, weights_b64: str, digest: str) -> Callable:
-    """The forward pass for these weights, rebuilt once per process and cached."""
+def get_network(network: TrainedNetwork) -> Callable:
+    """The forward pass of ``network``, rebuilt once per process and cached by its digest."""
+    digest = network.digest
     with _cache_lock:
         forward = _cache.get(digest)
         if forward is not None:
             _cache.move_to_end(digest)
             return forward
-    from skol_spark.network import model_from_json, weights_from_bytes
-
-    model = model_from_json(model_json, compile=False)
-    model.set_weights(weights_from_bytes(base64.b64decode(weights_b64)))
-    forward = _make_forward(model)
+    forward = _make_forward(network.rebuild())
     with _cache_lock:
         _cache[digest] = forward
         _builds[digest] = _builds.get(digest, 0) + 1
@@ -161,36 +154,11 @@ def get_network(model_json: str, weights_b64: str, digest: str) -> Callable:
     return forward
 
 
-def _check_keys(spec: PredictSpec, docs: pa.Array, positions: pa.Array) -> None:
-    """Clear errors for rows the model cannot place (handled properly later)."""
-    for name, column in ((spec.doc_col, docs), (spec.position_col, positions)):
-        if column.null_count:
-            raise ValueError(
-                f"Column {name!r} has {column.null_count} null values; every row needs a "
-                "document id and a position. Drop or fill them before transform."
-            )
-    pos = positions.to_numpy(zero_copy_only=False)
-    if pos.dtype.kind == "f" and np.isnan(pos).any():
-        raise ValueError(f"Column {spec.position_col!r} has NaN positions; drop or fill them.")
-    i = first_duplicate_position(docs, pos)
-    if i is not None:
-        raise ValueError(
-            f"Document {docs[i].as_py()!r} has two rows at "
-            f"{spec.position_col}={_scalar(pos[i])!r}; "
-            "positions must be unique within a document."
-        )
-
-
 def _list_array(values: np.ndarray) -> pa.ListArray:
     """Rows of a 2-D array as an Arrow list<double> column, without Python objects."""
     n, k = values.shape
     offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), pa.float64()))
-
-
-def _scalar(value: Any) -> Any:
-    """A numpy scalar as the plain Python value, for error messages."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _vector_struct(values: np.ndarray) -> pa.StructArray:
@@ -205,21 +173,6 @@ def _vector_struct(values: np.ndarray) -> pa.StructArray:
         ],
         names=["type", "size", "indices", "values"],
     )
-
-
-def _features(spec: PredictSpec, column: pa.Array) -> np.ndarray:
-    """A batch's features as float32 ``(n, D)``, checked against the model."""
-    try:
-        features = dense_features(column)
-    except ValueError as exc:
-        raise ValueError(f"Column {spec.features_col!r}: {exc}") from exc
-    if features.shape[1] != spec.num_features:
-        raise ValueError(
-            f"Column {spec.features_col!r} has vectors of length {features.shape[1]}, but "
-            f"the model was trained on length {spec.num_features}. Use the same feature "
-            "pipeline as in training."
-        )
-    return features
 
 
 def _output(spec: PredictSpec, probs: np.ndarray) -> pa.StructArray:
@@ -245,7 +198,10 @@ class _Carry:
 
 
 def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArray]:
-    """Label a partition sorted by (document, position), streaming batch by batch.
+    """Label valid rows sorted by (document, position), streaming batch by batch.
+
+    The rows must be valid (:func:`label_rows` takes invalid ones out first;
+    see :mod:`skol_spark.invalid`): this function does not check them again.
 
     Each input is a ``struct<doc, position, features>`` array; the outputs hold
     one row per input row, in the same order. Windows are labelled as soon as
@@ -264,9 +220,9 @@ def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Ite
     for batch in batches:
         if len(batch) == 0:
             continue
-        features = _features(spec, batch.field(2))
+        features = dense_features(batch.field(2))  # valid rows: one width, the model's
         keys = pa.StructArray.from_arrays([batch.field(0), batch.field(1)], names=["doc", "position"])
-        forward = forward or get_network(spec.model_json, spec.weights_b64, spec.digest)
+        forward = forward or get_network(spec.network)
         out, carry = _label_block(spec, forward, carry, keys, features, last_open=True)
         if out is not None:
             yield out
@@ -301,14 +257,12 @@ def _label_block(
         sums = np.concatenate([carry.sums, sums])
         counts = np.concatenate([carry.counts, counts])
         head_offset, head_done = carry.head_offset, carry.head_done
-    docs = keys.field(0)
-    _check_keys(spec, docs, keys.field(1))
-    lengths = document_lengths(docs)
+    lengths = document_lengths(keys.field(0))
     starts, window_lengths, keep, done = stream_windows(
-        lengths, spec.window, spec.stride, head_offset, head_done, last_open
+        lengths, spec.window_size, spec.window_stride, head_offset, head_done, last_open
     )
     accumulate_windows(
-        forward, features, starts, window_lengths, spec.window, spec.batch_windows, sums, counts
+        forward, features, starts, window_lengths, spec.window_size, spec.predict_batch_size, sums, counts
     )
     n = len(keys)
     finished = n - keep
@@ -345,9 +299,7 @@ def label_rows(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Iterator
     row in their place ("skip" then drops them on the JVM). Outputs stay one
     per input row, in input order.
     """
-    from skol_spark import invalid
-
-    names = {"docIdCol": spec.doc_col, "positionCol": spec.position_col, "featuresCol": spec.features_col}
+    names = {"docIdCol": spec.doc_id_col, "positionCol": spec.position_col, "featuresCol": spec.features_col}
     pending: list[np.ndarray] = []  # defect codes of rows fed to the labeler, not yet emitted
     found = np.zeros(len(invalid.DEFECTS) + 1, dtype=np.int64)
 

@@ -38,11 +38,11 @@ from skol_spark.errors import (
     ModelNotFoundError,
     StoreUnavailableError,
 )
+from skol_spark.persistence import SavedStage, model_from_parts, model_to_parts
+from skol_spark.trained_network import TrainedNetwork
 
 if TYPE_CHECKING:
     import redis
-
-    from skol_spark.estimator import BiLSTMClassificationModel
 
 __all__ = ["save_to_redis", "load_from_redis", "redis_client"]
 
@@ -101,14 +101,15 @@ def redis_client(client_or_url: "redis.Redis | str", **kwargs: Any) -> tuple["re
 
 
 def save_to_redis(
-    model: "BiLSTMClassificationModel",
+    stage: SavedStage,
+    network: TrainedNetwork,
     client_or_url: "redis.Redis | str",
     key: str,
     ttl: float | None = None,
     overwrite: bool = True,
     chunk_bytes: int = REDIS_CHUNK_BYTES,
 ) -> None:
-    """Store ``model`` under ``key`` atomically; see the module doc for the layout."""
+    """Store a model (its stage record and network) under ``key`` atomically; see the module doc."""
     import redis
 
     if chunk_bytes <= 0:
@@ -118,9 +119,7 @@ def save_to_redis(
     client, where = redis_client(client_or_url)
     from pyspark import __version__ as spark_version
 
-    from skol_spark.persistence import model_to_parts
-
-    metadata, body = model_to_parts(model, spark_version)
+    metadata, body = model_to_parts(stage, network, spark_version)
     chunks = [body[lo : lo + chunk_bytes] for lo in range(0, max(len(body), 1), chunk_bytes)]
     temp = _staging_key(key)
     try:
@@ -176,9 +175,9 @@ def _discard(client: "redis.Redis", temp: str) -> None:
 
 
 def load_from_redis(
-    cls: "type[BiLSTMClassificationModel]", client_or_url: "redis.Redis | str", key: str
-) -> "BiLSTMClassificationModel":
-    """Load and verify the model stored under ``key``."""
+    client_or_url: "redis.Redis | str", key: str, class_name: str
+) -> tuple[SavedStage, TrainedNetwork]:
+    """The stage record and network stored under ``key``, verified as on disk."""
     import redis
 
     client, where = redis_client(client_or_url)
@@ -212,6 +211,4 @@ def load_from_redis(
             f"(first missing: chunk:{missing[0]})."
         )
     body = b"".join(stored[f"chunk:{i}".encode()] for i in range(count))
-    from skol_spark.persistence import model_from_parts  # Keras, so only once a model is at hand
-
-    return model_from_parts(cls, stored[_METADATA], body, source)
+    return model_from_parts(stored[_METADATA], body, class_name, source)

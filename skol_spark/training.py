@@ -16,39 +16,42 @@ import numpy as np
 
 import keras
 
+from skol_spark.errors import ModelRebuildError
 from skol_spark.network import (
     FEATURES_INPUT,
     MASK_INPUT,
     WeightedSparseCategoricalCrossentropy,
     build_network,
-    model_from_json,
 )
-from skol_spark.training_data import TrainingData
+from skol_spark.trained_network import TrainedNetwork
+from skol_spark.training_data import FeatureRows, TrainingData
 from skol_spark.windows import gather_windows, predict_block, window_index
 
-__all__ = ["TrainingConfig", "ModelRebuildError", "train_network", "verify_rebuild"]
+__all__ = ["TrainingConfig", "train_network", "verify_rebuild"]
 
 logger = logging.getLogger("skol_spark")
 
 
-class ModelRebuildError(RuntimeError):
-    """The trained network cannot be rebuilt from its JSON as the executors will."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class TrainingConfig:
-    window: int
+    """What training needs, built from the estimator's Params (whose defaults apply).
+
+    Field names follow the Params (``window_size`` is ``windowSize``); there
+    are no defaults here, so a Param's default lives in ``params.py`` only.
+    """
+
+    window_size: int
     num_classes: int
     class_weights: Sequence[float]
-    hidden_size: int = 128
-    num_layers: int = 2
-    dropout: float = 0.3
-    epochs: int = 10
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-    validation_fraction: float = 0.0
-    predict_batch_windows: int = 256
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    validation_fraction: float
+    predict_batch_size: int
     initial_weights: list[np.ndarray] | None = field(default=None, repr=False)
 
 
@@ -102,7 +105,10 @@ class _EpochLog(keras.callbacks.Callback):
         if val_docs is not None and len(val_docs):
             offsets = np.concatenate([[0], np.cumsum(data.doc_lengths)])
             rows = np.concatenate([np.arange(offsets[d], offsets[d + 1]) for d in val_docs])
-            self.val = (data.features[rows], data.labels[rows], data.doc_lengths[val_docs])
+            # A view of the validation rows: windows are densified batch by batch.
+            features = data.features
+            view = features.subset(rows) if isinstance(features, FeatureRows) else features[rows]
+            self.val = (view, data.labels[rows], data.doc_lengths[val_docs])
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
@@ -113,9 +119,9 @@ class _EpochLog(keras.callbacks.Callback):
                 forward,
                 features,
                 lengths,
-                self.config.window,
-                self.config.window,
-                self.config.predict_batch_windows,
+                self.config.window_size,
+                self.config.window_size,
+                self.config.predict_batch_size,
                 self.config.num_classes,
             )
             f1, accuracy = macro_f1(labels, probs.argmax(axis=1), self.config.num_classes)
@@ -143,7 +149,7 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     """Fit a fresh (or warm-started) network; returns it and its per-epoch history."""
     keras.utils.set_random_seed(config.seed)
     model = build_network(
-        config.window,
+        config.window_size,
         data.num_features,
         config.num_classes,
         hidden_size=config.hidden_size,
@@ -160,15 +166,15 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     train_docs, val_docs = split_documents(
         len(data.doc_lengths), config.validation_fraction, config.seed
     )
-    starts, lengths, window_doc = window_index(data.doc_lengths, config.window, config.window)
+    starts, lengths, window_doc = window_index(data.doc_lengths, config.window_size, config.window_size)
     is_train = np.isin(window_doc, train_docs)
     train = _WindowBatches(
-        data, starts[is_train], lengths[is_train], config.window, config.batch_size, seed=config.seed
+        data, starts[is_train], lengths[is_train], config.window_size, config.batch_size, seed=config.seed
     )
     validation = None
     if len(val_docs):
         validation = _WindowBatches(
-            data, starts[~is_train], lengths[~is_train], config.window, config.batch_size
+            data, starts[~is_train], lengths[~is_train], config.window_size, config.batch_size
         )
     history = model.fit(
         train,
@@ -181,25 +187,19 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     return model, clean
 
 
-def verify_rebuild(model: keras.Model, data: TrainingData, config: TrainingConfig) -> None:
-    """Rebuild ``model`` from JSON as executors do and check it predicts the same."""
+def verify_rebuild(model: keras.Model, data: TrainingData, window_size: int) -> TrainedNetwork:
+    """The trained network as a value, checked to rebuild from JSON and predict as ``model`` does.
+
+    The probe is the first windows of the training documents.
+    """
+    starts, lengths, _ = window_index(data.doc_lengths[:8], window_size, window_size)
+    x, mask, _ = gather_windows(data.features, starts[:16], lengths[:16], window_size)
+    trained = TrainedNetwork.from_keras(model)
     try:
-        rebuilt = model_from_json(model.to_json(), compile=False)
-        rebuilt.set_weights(model.get_weights())
-    except Exception as exc:  # noqa: BLE001 - any failure here is the same failure
-        raise ModelRebuildError(
-            f"The trained network cannot be rebuilt from its JSON ({type(exc).__name__}: "
-            f"{exc}); executors would fail the same way."
-        ) from exc
-    starts, lengths, _ = window_index(data.doc_lengths[:8], config.window, config.window)
-    x, mask, _ = gather_windows(data.features, starts[:16], lengths[:16], config.window)
-    expected = keras.ops.convert_to_numpy(model([x, mask], training=False))
-    actual = keras.ops.convert_to_numpy(rebuilt([x, mask], training=False))
-    if not np.allclose(expected, actual, atol=1e-5):
-        raise ModelRebuildError(
-            "The network rebuilt from JSON predicts differently from the trained one "
-            f"(max difference {np.abs(expected - actual).max():.3g})."
-        )
+        trained.verify(model, probe=[x, mask])
+    except ModelRebuildError as exc:
+        raise ModelRebuildError(f"The trained network: {exc} Executors would fail the same way.") from exc
+    return trained
 
 
 def history_to_json(history: dict[str, list[float]]) -> str:

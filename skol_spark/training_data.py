@@ -1,4 +1,4 @@
-"""Driver side: stream training rows out of Spark into one compact copy.
+"""Driver side: training rows, streamed out of Spark into one compact copy.
 
 ``fit`` needs every training row on the driver, sorted by (document,
 position). The rows arrive as Arrow record batches; each batch is converted as
@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from skol_spark import invalid
-from skol_spark.windows import (
-    dense_features,
-    document_lengths,
-    single_width,
-    vector_struct_parts,
-)
+from skol_spark.spark_collect import arrow_batches
+from skol_spark.vectors import dense_features, single_width, vector_struct_parts
+from skol_spark.windows import document_lengths
 
-__all__ = ["FeatureRows", "TrainingData", "arrow_batches", "collect_training_data", "arrow_to_training_data"]
+__all__ = ["FeatureRows", "TrainingData", "collect_training_data", "arrow_to_training_data"]
 
 logger = logging.getLogger("skol_spark")
 
@@ -87,6 +84,10 @@ class FeatureRows:
 
     def __len__(self) -> int:
         return len(self.order)
+
+    def subset(self, rows: np.ndarray) -> "FeatureRows":
+        """These rows (sorted row numbers), sharing the storage: nothing is copied or densified."""
+        return FeatureRows(self.order[rows], self.width, dense=self.dense, csr=self.csr)
 
     def __getitem__(self, index: Any) -> np.ndarray:
         index = np.asarray(index)
@@ -220,7 +221,7 @@ class _KeySink:
 
 def rows_from_batches(
     batches: Iterable[pa.RecordBatch],
-    doc_col: str,
+    doc_id_col: str,
     position_col: str,
     label_col: str,
     features_col: str,
@@ -238,17 +239,19 @@ def rows_from_batches(
     left out otherwise; ``width`` is the expected feature length (None: the
     first row's).
     """
-    names = {"docIdCol": doc_col, "positionCol": position_col, "labelCol": label_col, "featuresCol": features_col}
-    keys = _KeySink([doc_col, position_col, label_col])
+    names = {
+        "docIdCol": doc_id_col, "positionCol": position_col, "labelCol": label_col, "featuresCol": features_col,
+    }
+    keys = _KeySink([doc_id_col, position_col, label_col])
     features = _FeatureSink(expected_rows)
     skipped = np.zeros(len(invalid.DEFECTS) + 1, dtype=np.int64)
     for batch in batches:
         schema = batch.schema
-        docs, positions = batch.column(doc_col), batch.column(position_col)
+        docs, positions = batch.column(doc_id_col), batch.column(position_col)
         codes, width = invalid.row_defects(
-            docs, positions, batch.column(features_col), width, sorted_rows=False
+            docs, positions, batch.column(features_col), width, sorted_rows=False,
+            labels=batch.column(label_col), num_classes=num_classes,
         )
-        _label_defects(codes, batch.column(label_col), num_classes)
         bad = invalid.first_invalid(codes)
         if bad is not None:
             if handle_invalid == "error":
@@ -262,8 +265,8 @@ def rows_from_batches(
         features.add(batch.column(features_col))
         del batch, docs, positions
     table = keys.table(schema)
-    order = pc.sort_indices(table, sort_keys=[(doc_col, "ascending"), (position_col, "ascending")])
-    docs = table.column(doc_col).take(order).combine_chunks()
+    order = pc.sort_indices(table, sort_keys=[(doc_id_col, "ascending"), (position_col, "ascending")])
+    docs = table.column(doc_id_col).take(order).combine_chunks()
     positions = table.column(position_col).take(order).combine_chunks()
     duplicate = invalid.duplicate_rows(docs, positions)
     if duplicate.any():
@@ -295,31 +298,19 @@ def rows_from_batches(
     )
 
 
-def _label_defects(codes: np.ndarray, labels: pa.Array, num_classes: int | None) -> None:
-    """Mark rows whose label is null, NaN, or not a class index (fit only)."""
-    values = labels.to_numpy(zero_copy_only=False).astype(np.float64)
-    null = np.isnan(values)
-    whole = ~null & (values == np.floor(np.where(null, 0, values))) & (values >= 0)
-    if num_classes is not None:
-        whole &= values < num_classes
-    fine = codes == invalid.VALID
-    codes[fine & null] = invalid.NULL_LABEL
-    codes[fine & ~null & ~whole] = invalid.UNSEEN_LABEL
-
-
 def arrow_to_training_data(
-    table: pa.Table, doc_col: str, position_col: str, label_col: str, features_col: str, **options: Any
+    table: pa.Table, doc_id_col: str, position_col: str, label_col: str, features_col: str, **options: Any
 ) -> TrainingData:
     """:func:`rows_from_batches` over an Arrow table already in memory."""
     return rows_from_batches(
-        table.to_batches(), doc_col, position_col, label_col, features_col, table.num_rows,
+        table.to_batches(), doc_id_col, position_col, label_col, features_col, table.num_rows,
         table.schema, **options,
     )
 
 
 def collect_training_data(
     df: Any,
-    doc_col: str,
+    doc_id_col: str,
     position_col: str,
     label_col: str,
     features_col: str,
@@ -330,9 +321,9 @@ def collect_training_data(
 
     ``options`` go to :func:`rows_from_batches` (handle_invalid, width, num_classes).
     """
-    selected = df.select(*[_column(df, c) for c in (doc_col, position_col, label_col, features_col)])
+    selected = df.select(*[_column(df, c) for c in (doc_id_col, position_col, label_col, features_col)])
     return rows_from_batches(
-        arrow_batches(selected), doc_col, position_col, label_col, features_col, expected_rows,
+        arrow_batches(selected), doc_id_col, position_col, label_col, features_col, expected_rows,
         **options,
     )
 
@@ -341,75 +332,3 @@ def _column(df: Any, name: str) -> Any:
     from pyspark.sql import functions as F
 
     return F.col(f"`{name}`")
-
-
-def arrow_batches(df: Any) -> Iterator[pa.RecordBatch]:
-    """Record batches of ``df`` as they arrive on the driver, in no particular order.
-
-    Classic Spark 4 and Spark Connect stream batch by batch, so the caller can
-    convert and drop each one; other versions collect the whole table first.
-    """
-    stream = _classic_stream(df) or _connect_stream(df)
-    if stream is None:
-        logger.debug("streaming collection unavailable here; collecting the whole table")
-        yield from _whole_table(df).to_batches()
-        return
-    yield from stream
-
-
-def _whole_table(df: Any) -> pa.Table:
-    if hasattr(df, "toArrow"):
-        return df.toArrow()
-    return pa.Table.from_batches(df._collect_as_arrow())  # Spark 3.5
-
-
-def _classic_stream(df: Any) -> Iterator[pa.RecordBatch] | None:
-    """Batches read straight off Spark's Arrow collect socket, unordered."""
-    jdf = getattr(df, "_jdf", None)
-    if jdf is None or not hasattr(df, "toArrow"):  # Connect, or Spark < 4
-        return None
-    try:
-        from pyspark.errors.exceptions.captured import unwrap_spark_exception
-        from pyspark.serializers import UTF8Deserializer, read_int
-        from pyspark.sql.pandas.serializers import ArrowStreamSerializer
-        from pyspark.util import _load_from_socket
-    except ImportError:
-        return None
-
-    class _Unordered(ArrowStreamSerializer):
-        def load_stream(self, stream):  # type: ignore[override]
-            yield from super().load_stream(stream)
-            count = read_int(stream)
-            if count == -1:
-                raise RuntimeError(
-                    f"Spark failed while sending training rows: {UTF8Deserializer().loads(stream)}"
-                )
-            for _ in range(count):  # the batch order, which we do not need
-                read_int(stream)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        port, secret, server = jdf.collectAsArrowToPython()
-        try:
-            with _load_from_socket((port, secret), _Unordered()) as stream:
-                yield from stream
-        finally:
-            with unwrap_spark_exception():
-                server.getResult()
-
-    return batches()
-
-
-def _connect_stream(df: Any) -> Iterator[pa.RecordBatch] | None:
-    """Batches of a Spark Connect DataFrame as the server sends them."""
-    session, plan = getattr(df, "_session", None), getattr(df, "_plan", None)
-    client = getattr(session, "client", None)
-    if plan is None or not hasattr(client, "to_table_as_iterator"):
-        return None
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        query = plan.to_proto(client)
-        for item in client.to_table_as_iterator(query, plan.observations):
-            if isinstance(item, pa.Table):
-                yield from item.to_batches()
-
-    return batches()

@@ -1,14 +1,15 @@
-"""Documents to windows and back, in numpy only (used by the driver and the executors).
+"""Documents to windows and back (used by the driver and the executors).
 
 A *block* is a run of rows already sorted by document and position: a 2-D
 feature array plus the length of each document in order. Windows are index
 arrays into that block, so features are gathered per batch and never copied
-per window up front.
+per window up front. Document boundaries are read off an Arrow column of ids;
+everything else is numpy. Decoding feature vectors is :mod:`skol_spark.vectors`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,11 +22,8 @@ __all__ = [
     "predict_block",
     "accumulate_windows",
     "stream_windows",
-    "dense_features",
     "document_lengths",
     "document_starts",
-    "first_duplicate_position",
-    "vector_struct_parts",
 ]
 
 
@@ -211,122 +209,8 @@ def document_starts(doc_ids: pa.Array) -> np.ndarray:
     return np.flatnonzero(changed.to_numpy(zero_copy_only=False)) + 1
 
 
-def first_duplicate_position(doc_ids: pa.Array, positions: np.ndarray) -> int | None:
-    """Row ``i`` whose (document, position) row ``i + 1`` repeats, or None.
-
-    Rows must be grouped by document and sorted by position within it.
-    """
-    if len(positions) < 2:
-        return None
-    same_doc = np.ones(len(positions) - 1, dtype=bool)
-    same_doc[document_starts(doc_ids) - 1] = False
-    duplicate = same_doc & (positions[1:] == positions[:-1])
-    return int(np.flatnonzero(duplicate)[0]) if duplicate.any() else None
-
-
 def document_lengths(doc_ids: pa.Array) -> np.ndarray:
     """Run lengths of equal consecutive ids (rows already grouped by document)."""
     if len(doc_ids) == 0:
         return np.zeros(0, dtype=np.int64)
     return np.diff(np.concatenate([[0], document_starts(doc_ids), [len(doc_ids)]]))
-
-
-def dense_features(column: pa.Array | pa.ChunkedArray, dtype=np.float32) -> np.ndarray:
-    """A 2-D ``(n, D)`` array from an Arrow column of ML Vectors or numeric lists.
-
-    Vectors arrive as Spark's VectorUDT struct ``(type, size, indices, values)``:
-    type 1 is dense, type 0 sparse. Both are scattered into one preallocated
-    array with numpy; no Python object is made per row. Raises ``ValueError``
-    when rows differ in length or a row is null.
-    """
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    n = len(column)
-    if column.null_count:
-        raise ValueError(f"{column.null_count} of {n} feature rows are null")
-    if pa.types.is_struct(column.type):
-        return _dense_from_vector_struct(column, n, dtype)
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type):
-        sizes = _list_sizes(column)
-        width = single_width(sizes)
-        values = column.flatten().to_numpy(zero_copy_only=False)
-        return values.astype(dtype, copy=False).reshape(n, width)
-    raise ValueError(f"features of Arrow type {column.type} are neither vectors nor numeric arrays")
-
-
-def _list_sizes(column: pa.Array) -> np.ndarray:
-    offsets = np.asarray(column.offsets)
-    return np.diff(offsets).astype(np.int64) if len(offsets) else np.zeros(0, np.int64)
-
-
-def single_width(sizes: np.ndarray) -> int:
-    if len(sizes) == 0:
-        return 0
-    lo, hi = int(sizes.min()), int(sizes.max())
-    if lo != hi:
-        raise ValueError(f"feature rows have different lengths (from {lo} to {hi})")
-    return lo
-
-
-class VectorParts(NamedTuple):
-    """The numpy pieces of an Arrow column of Spark ML Vectors (VectorUDT structs)."""
-
-    kind: np.ndarray  # per row: 1 dense, 0 sparse
-    size: np.ndarray  # per row: declared size (sparse rows), 0 for dense rows
-    value_counts: np.ndarray  # per row: number of stored values
-    value_starts: np.ndarray  # per row: offset of its first value in ``values``
-    values: np.ndarray  # all stored values, row after row (float64)
-    row_of_value: np.ndarray  # per value: its row
-    sparse_indices: np.ndarray  # column indices of the sparse rows' values, in row order
-
-    def widths(self) -> np.ndarray:
-        """Each row's vector length (null rows, whose type is missing, count as dense)."""
-        dense = np.nan_to_num(self.kind.astype(np.float64), nan=1.0) == 1
-        return np.where(dense, self.value_counts, self.size).astype(np.int64)
-
-    def columns(self, dtype=np.int64) -> np.ndarray:
-        """The column index of every stored value: its rank in a dense row, its index in a sparse one."""
-        dense_rows = self.kind[self.row_of_value] == 1
-        columns = np.empty(len(self.values), dtype=dtype)
-        if dense_rows.any():
-            rank = np.arange(len(self.values)) - np.repeat(self.value_starts, self.value_counts)
-            columns[dense_rows] = rank[dense_rows]
-        if (~dense_rows).any():
-            # Sparse rows' indices, flattened in row order, line up with their values.
-            columns[~dense_rows] = self.sparse_indices
-        return columns
-
-
-def vector_struct_parts(column: pa.StructArray) -> VectorParts:
-    """Split a VectorUDT struct column ``(type, size, indices, values)`` into numpy arrays."""
-    kind = column.field("type").to_numpy(zero_copy_only=False)
-    values_col = column.field("values")
-    value_counts = _list_sizes(values_col)
-    offsets = np.asarray(values_col.offsets)
-    return VectorParts(
-        kind=kind,
-        size=column.field("size").fill_null(0).to_numpy(zero_copy_only=False),
-        value_counts=value_counts,
-        value_starts=(offsets[:-1] - offsets[0]) if len(offsets) else np.zeros(0, np.int64),
-        values=values_col.flatten().to_numpy(zero_copy_only=False),
-        row_of_value=np.repeat(np.arange(len(column)), value_counts),
-        sparse_indices=column.field("indices").flatten().to_numpy(zero_copy_only=False),
-    )
-
-
-def _dense_from_vector_struct(column: pa.StructArray, n: int, dtype) -> np.ndarray:
-    parts = vector_struct_parts(column)
-    width = single_width(parts.widths())
-    if n and (parts.kind == 1).all():  # all dense: the values are already row-major
-        return parts.values.astype(dtype, copy=False).reshape(n, width)
-    out = np.zeros((n, width), dtype=dtype)
-    if n == 0:
-        return out
-    out[parts.row_of_value, parts.columns()] = parts.values
-    return out
-
-
-def iter_slices(n: int, size: int) -> Iterator[slice]:
-    """Consecutive slices of at most ``size`` covering ``range(n)``."""
-    for lo in range(0, n, size):
-        yield slice(lo, min(n, lo + size))

@@ -227,3 +227,23 @@ def assert_same_predictions(a, b):
     assert a.keys() == b.keys()
     for key in a:
         assert np.allclose(a[key], b[key], atol=1e-6), key
+
+
+MODEL_CLASS = "skol_spark.estimator.BiLSTMClassificationModel"
+
+
+def parts_of(model, spark_version: str = "4.0.0"):
+    """(metadata, body) of a model, as every store writes them."""
+    from skol_spark.estimator import _saved_stage
+    from skol_spark.persistence import model_to_parts
+
+    return model_to_parts(_saved_stage(model), model.trainedNetwork, spark_version)
+
+
+def model_of(metadata, body, source: str = "test"):
+    """The model every store builds from (metadata, body), checked on the way."""
+    from skol_spark import BiLSTMClassificationModel
+    from skol_spark.persistence import model_from_parts
+
+    stage, network = model_from_parts(metadata, body, MODEL_CLASS, source)
+    return BiLSTMClassificationModel._from_saved(stage, network, source)

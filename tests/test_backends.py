@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network, weights_to_bytes
+from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network
+from skol_spark.trained_network import weights_to_bytes
 from skol_spark.predict import _make_forward
 from skol_spark.windows import predict_block
 
@@ -27,8 +28,8 @@ import json, sys
 import numpy as np
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
-from skol_spark.network import (
-    WeightedSparseCategoricalCrossentropy, build_network, model_from_json, weights_from_bytes)
+from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network, model_from_json
+from skol_spark.trained_network import weights_from_bytes
 
 inputs = np.load(sys.argv[1])
 weights = weights_from_bytes(open(sys.argv[2], "rb").read())

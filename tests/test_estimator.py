@@ -118,14 +118,12 @@ def test_one_line_documents_long_documents_and_overlapping_stride(spark, fitted)
 
 
 def test_model_is_built_once_per_python_worker(spark, fitted, test_df):
-    from skol_spark.predict import PredictSpec  # noqa: F401 - the executor module
-
-    digest = fitted._predict_spec().digest
+    digest = fitted.trainedNetwork.digest
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "40")
     try:
-        n = fitted.transform(test_df.repartition(8)).agg(F.sum("prediction")).collect()
-        batches = test_df.count() // 40
-        assert batches >= 10 and n
+        labelled = fitted.transform(test_df.repartition(8)).agg(F.count("prediction")).first()[0]
+        # Every row labelled, in at least 10 Arrow batches of 40 rows.
+        assert labelled == test_df.count() >= 400
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
 
@@ -152,7 +150,7 @@ def test_pandas_udf_path_gives_the_same_output(monkeypatch, fitted, test_df):
     from skol_spark import estimator
 
     arrow_rows = _by_key(fitted.transform(test_df).collect())
-    monkeypatch.setattr(estimator, "_USE_ARROW_UDF", False)
+    monkeypatch.setattr(estimator, "USE_ARROW_UDF", False)
     pandas_out = fitted.transform(test_df)
     assert isinstance(pandas_out.schema["probability"].dataType, VectorUDT)
     for key, row in _by_key(pandas_out.collect()).items():
@@ -173,3 +171,41 @@ def test_sparse_vector_features(spark, tiny_params):
     model = BiLSTMClassifier(**dict(tiny_params, epochs=2)).fit(df)
     assert model.getNumFeatures() == 50
     assert model.transform(df).count() == len(rows)
+
+
+@pytest.mark.connect
+def test_transform_equals_the_network_run_over_whole_documents_in_plain_keras(fitted, test_df):
+    """An independent computation of the same thing: windows cut here, the Keras network called
+    on each, overlapping windows averaged; no skol_spark windowing code involved."""
+    import keras
+    from conftest import predictions
+
+    window, stride = fitted.getWindowSize(), 5
+    network = fitted.getKerasModel()
+    rows = sorted(test_df.collect(), key=lambda r: (r.doc_id, r.line_number))
+    documents: dict = {}
+    for row in rows:
+        documents.setdefault(row.doc_id, []).append(row)
+    expected = {}
+    for doc, doc_rows in documents.items():
+        x = np.array([r.features.toArray() for r in doc_rows], dtype="float32")
+        n = len(x)
+        starts = list(range(0, max(n - window, 0) + 1, stride))
+        if starts[-1] + window < n:
+            starts.append(n - window)  # the last window ends with the document
+        sums, counts = np.zeros((n, fitted.numClasses)), np.zeros(n)
+        for start in starts:
+            length = min(window, n - start)
+            batch = np.zeros((1, window, x.shape[1]), dtype="float32")
+            batch[0, :length] = x[start : start + length]
+            mask = np.zeros((1, window), dtype=bool)
+            mask[0, :length] = True
+            probs = keras.ops.convert_to_numpy(network([batch, mask], training=False))[0, :length]
+            sums[start : start + length] += probs
+            counts[start : start + length] += 1
+        for row, probs in zip(doc_rows, sums / counts[:, None]):
+            expected[(doc, row.line_number)] = probs
+    got = predictions(fitted.copy({fitted.windowStride: stride}), test_df)
+    assert got.keys() == expected.keys()
+    for key, probs in expected.items():
+        np.testing.assert_allclose(got[key], probs, atol=1e-5, err_msg=str(key))

@@ -167,9 +167,9 @@ def test_load_dropped_on_every_attempt_is_a_clear_error_never_a_partial_model(fi
 
 
 def test_chunk_count_that_is_not_a_number(fitted, direct):
-    from skol_spark.persistence import model_to_parts
+    from conftest import parts_of
 
-    metadata, body = model_to_parts(fitted, "4.0.0")
+    metadata, body = parts_of(fitted)
     direct.hset("skol:count", mapping={"metadata": metadata, "chunks": "many", "chunk:0": body})
     with pytest.raises(CorruptModelError, match="'skol:count'.*chunk count b'many' is not a number"):
         BiLSTMClassificationModel.loadFromRedis(direct, "skol:count")

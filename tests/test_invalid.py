@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -143,7 +144,10 @@ def test_invalid_rows_at_fit_are_left_out_with_skip(spark, train_df, tiny_params
         ),
     )
     df = train_df.select("doc_id", "line_number", "features", "label").unionByName(bad)
-    with pytest.raises(InvalidRowError, match="Column 'doc_id' has 1 null values"):
+    with pytest.raises(
+        InvalidRowError,
+        match="Invalid row in column '(doc_id|features)': (null document id|null features|wrong feature length)",
+    ):
         BiLSTMClassifier(**{**tiny_params, "epochs": 1}).fit(df)
     model = BiLSTMClassifier(handleInvalid="skip", **{**tiny_params, "epochs": 1}).fit(df)
     assert model.getNumFeatures() == 8 and model.getHandleInvalid() == "skip"
@@ -177,3 +181,12 @@ def test_property_every_row_accounted_for(spark, fitted, seed, doc_lengths, defe
     assert sorted(r.row_id for r in skipped) == sorted(set(range(len(rows))) - bad)
     with pytest.raises(Exception, match=r"Invalid row in column .* at document"):
         transformed(fitted, df, "error").select("row_id", "prediction").collect()
+
+
+def test_duplicate_rows_only_within_a_document_and_every_such_row():
+    from skol_spark.invalid import duplicate_rows
+
+    ids = pa.array(["a", "a", "b", "b", "b"])
+    assert not duplicate_rows(ids, pa.array([0, 1, 1, 2, 3])).any()  # 'a'@1 and 'b'@1 differ
+    assert duplicate_rows(ids, pa.array([0, 1, 0, 2, 2])).tolist() == [False, False, False, True, True]
+    assert not duplicate_rows(pa.array(["a"]), pa.array([5])).any()

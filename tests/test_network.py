@@ -11,9 +11,8 @@ from skol_spark.network import (
     WeightedSparseCategoricalCrossentropy,
     build_network,
     model_from_json,
-    weights_from_bytes,
-    weights_to_bytes,
 )
+from skol_spark.trained_network import weights_from_bytes, weights_to_bytes
 
 D, K = 6, 3
 

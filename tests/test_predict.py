@@ -1,13 +1,13 @@
 """The executor module on its own: Arrow batches in, labels out, no Spark."""
 
-import base64
-
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from skol_spark import predict
-from skol_spark.network import build_network, weights_digest, weights_to_bytes
+from skol_spark.errors import InvalidRowError
+from skol_spark.network import build_network
+from skol_spark.trained_network import TrainedNetwork
 from skol_spark.windows import predict_block
 
 D, K, W = 4, 3, 5
@@ -16,18 +16,15 @@ D, K, W = 4, 3, 5
 @pytest.fixture(scope="module")
 def spec():
     net = build_network(W, D, K, hidden_size=4, num_layers=1, dropout=0.0, seed=5)
-    body = base64.b64encode(weights_to_bytes(net.get_weights())).decode()
     return predict.PredictSpec(
-        model_json=net.to_json(),
-        weights_b64=body,
-        digest=weights_digest(body.encode()),
-        window=W,
-        stride=3,
-        batch_windows=4,
+        network=TrainedNetwork.from_keras(net),
+        window_size=W,
+        window_stride=3,
+        predict_batch_size=4,
         num_classes=K,
         num_features=D,
         features_col="features",
-        doc_col="doc_id",
+        doc_id_col="doc_id",
         position_col="line_number",
     ), net
 
@@ -79,26 +76,29 @@ def test_documents_split_across_batches_match_whole_block(spec):
 
 def test_network_is_built_once_per_process_and_reused(spec):
     spec, _ = spec
-    before = predict.build_count(spec.digest)
+    before = predict.build_count(spec.network.digest)
     ids = ["x"] * 9
     features = np.zeros((9, D), "float32")
     for _ in range(3):
         list(predict.label_partition(spec, iter(_batches(ids, features, [2, 3, 4]))))
-    assert predict.build_count(spec.digest) - before <= 1
-    assert predict.build_count(spec.digest) >= 1
+    assert predict.build_count(spec.network.digest) - before <= 1
+    assert predict.build_count(spec.network.digest) >= 1
 
 
 def test_wrong_feature_length_and_duplicate_positions_are_named(spec):
     spec, _ = spec
     wrong = _batches(["a"] * 3, np.zeros((3, D + 1), "float32"), [3])
-    with pytest.raises(ValueError, match="'features' has vectors of length 5.*trained on length 4"):
-        list(predict.label_partition(spec, iter(wrong)))
+    with pytest.raises(
+        InvalidRowError,
+        match=r"column 'features': wrong feature length \(expected length 4\) at document 'a', line_number=0",
+    ):
+        list(predict.label_rows(spec, iter(wrong)))
     duplicate = pa.StructArray.from_arrays(
         [pa.array(["a", "a"]), pa.array([1, 1]), pa.array([[0.0] * D] * 2, pa.list_(pa.float32()))],
         names=["doc_id", "line_number", "features"],
     )
-    with pytest.raises(ValueError, match="Document 'a' has two rows at line_number=1"):
-        list(predict.label_partition(spec, iter([duplicate])))
+    with pytest.raises(InvalidRowError, match="column 'line_number': duplicate position at document 'a', line_number=1"):
+        list(predict.label_rows(spec, iter([duplicate])))
 
 
 @pytest.mark.parametrize("stride", [1, 3, 5])
@@ -108,7 +108,7 @@ def test_streaming_matches_whole_documents_at_any_batch_cut(spec, stride, sizes)
     import dataclasses
 
     spec, net = spec
-    spec = dataclasses.replace(spec, stride=stride)
+    spec = dataclasses.replace(spec, window_stride=stride)
     lengths = [17, 1, 5, 4, 6, 1, 1, 5]  # longer, shorter and exactly a window (W=5)
     ids = [name for name, n in zip("abcdefgh", lengths) for _ in range(n)]
     features = np.random.default_rng(2).normal(size=(len(ids), D)).astype("float32")

@@ -6,7 +6,7 @@ import threading
 import keras
 import pytest
 import redis
-from conftest import assert_same_predictions, predictions
+from conftest import assert_same_predictions, parts_of, predictions
 
 from skol_spark import BiLSTMClassificationModel
 from skol_spark.errors import (
@@ -18,7 +18,6 @@ from skol_spark.errors import (
     UnsafeModelError,
     WrongModelClassError,
 )
-from skol_spark.persistence import model_to_parts
 
 
 @pytest.fixture()
@@ -41,7 +40,7 @@ def test_round_trip_by_url_and_by_client(fitted, test_df, redis_url, client):
 def test_value_is_the_same_metadata_and_body_as_on_disk(fitted, client):
     fitted.saveToRedis(client, "skol:parts")
     stored = client.hgetall("skol:parts")
-    metadata, body = model_to_parts(fitted, "x")
+    metadata, body = parts_of(fitted)
     assert json.loads(stored[b"metadata"])["paramMap"] == json.loads(metadata)["paramMap"]
     assert json.loads(stored[b"metadata"])["skolSpark"] == json.loads(metadata)["skolSpark"]
     assert stored[b"chunk:0"] == body and int(stored[b"chunks"]) == 1
@@ -84,7 +83,7 @@ def test_missing_key(client):
 
 
 def test_wrong_class(fitted, client):
-    metadata, body = model_to_parts(fitted, "4.0")
+    metadata, body = parts_of(fitted)
     other = json.loads(metadata)
     other["class"] = "pyspark.ml.classification.LogisticRegressionModel"
     client.hset("skol:other", mapping={"metadata": json.dumps(other), "chunks": 1, "chunk:0": body})
@@ -131,7 +130,7 @@ def test_crafted_lambda_payload_is_refused_not_executed(fitted, client, tmp_path
     inputs = keras.Input(shape=(fitted.getWindowSize(), fitted.getNumFeatures()))
     outputs = keras.layers.Lambda(lambda t: t)(inputs)
     evil = keras.Model(inputs, outputs)
-    metadata, body = model_to_parts(fitted, "4.0")
+    metadata, body = parts_of(fitted)
     crafted = json.loads(metadata)
     crafted["paramMap"]["modelJson"] = evil.to_json().replace("lambda", f"open('{marker}','w')")
     client.hset("skol:evil", mapping={"metadata": json.dumps(crafted), "chunks": 1, "chunk:0": body})

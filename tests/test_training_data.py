@@ -12,7 +12,7 @@ from skol_spark.training_data import (
     collect_training_data,
     rows_from_batches,
 )
-from skol_spark.windows import dense_features
+from skol_spark.vectors import dense_features
 
 VECTOR = pa.struct(
     [
@@ -200,3 +200,20 @@ def test_streamed_collection_equals_spark_to_arrow(spark, train_df):
     np.testing.assert_array_equal(streamed.features[np.arange(n)], whole.features[np.arange(n)])
     np.testing.assert_array_equal(streamed.labels, whole.labels)
     np.testing.assert_array_equal(streamed.doc_lengths, whole.doc_lengths)
+
+
+@pytest.mark.connect
+def test_private_stream_and_public_fallback_give_the_same_rows(spark, train_df):
+    """Both collection paths of spark_collect, on whichever pyspark this run has."""
+    from skol_spark import spark_collect
+
+    selected = train_df.select("doc_id", "line_number", "label", "features")
+
+    def table(batches):
+        whole = pa.Table.from_batches(list(batches))
+        return whole.sort_by([("doc_id", "ascending"), ("line_number", "ascending")])
+
+    streamed = table(spark_collect.arrow_batches(selected))
+    public = table(spark_collect.arrow_batches(selected, public_only=True))
+    assert streamed.num_rows == public.num_rows == train_df.count()
+    assert streamed.equals(public)

@@ -1,11 +1,10 @@
-"""Windows, padding and densifying: numpy and Arrow only, no Spark."""
+"""Windows and padding: numpy and Arrow only, no Spark."""
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from skol_spark.windows import (
-    dense_features,
     document_lengths,
     gather_windows,
     predict_block,
@@ -62,47 +61,7 @@ def test_predict_block_averages_overlapping_windows():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
 
 
-def test_dense_features_from_mixed_dense_and_sparse_vector_structs():
-    structs = pa.array(
-        [
-            {"type": 1, "size": None, "indices": None, "values": [1.0, 2.0, 3.0]},
-            {"type": 0, "size": 3, "indices": [2], "values": [5.0]},
-            {"type": 0, "size": 3, "indices": [], "values": []},
-            {"type": 0, "size": 3, "indices": [0, 1], "values": [7.0, 8.0]},
-        ],
-        type=pa.struct(
-            [
-                ("type", pa.int8()),
-                ("size", pa.int32()),
-                ("indices", pa.list_(pa.int32())),
-                ("values", pa.list_(pa.float64())),
-            ]
-        ),
-    )
-    np.testing.assert_array_equal(
-        dense_features(structs), [[1, 2, 3], [0, 0, 5], [0, 0, 0], [7, 8, 0]]
-    )
-
-
-def test_dense_features_from_arrays_and_length_check():
-    ok = pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32()))
-    np.testing.assert_array_equal(dense_features(ok), [[1, 2], [3, 4]])
-    with pytest.raises(ValueError, match="different lengths"):
-        dense_features(pa.array([[1.0, 2.0], [3.0]]))
-    with pytest.raises(ValueError, match="null"):
-        dense_features(pa.array([[1.0, 2.0], None]))
-
-
 def test_document_lengths_of_grouped_ids():
     assert document_lengths(pa.array(["a", "a", "b", "c", "c", "c"])).tolist() == [2, 1, 3]
     assert document_lengths(pa.array([7])).tolist() == [1]
     assert document_lengths(pa.array([], pa.string())).tolist() == []
-
-
-def test_first_duplicate_position_only_within_a_document():
-    from skol_spark.windows import first_duplicate_position
-
-    ids = pa.array(["a", "a", "b", "b", "b"])
-    assert first_duplicate_position(ids, np.array([0, 1, 1, 2, 3])) is None  # 'a'@1 and 'b'@1 differ
-    assert first_duplicate_position(ids, np.array([0, 1, 0, 2, 2])) == 3
-    assert first_duplicate_position(pa.array(["a"]), np.array([5])) is None
