@@ -95,12 +95,12 @@ def predict_block(
     doc_lengths: np.ndarray,
     window: int,
     stride: int,
-    batch_windows: int,
+    predict_batch_size: int,
     num_classes: int,
 ) -> np.ndarray:
     """Per-position class probabilities ``(n, K)`` for a block of whole documents.
 
-    Windows of all documents in the block are batched together, ``batch_windows``
+    Windows of all documents in the block are batched together, ``predict_batch_size``
     per ``forward`` call. ``forward`` is either a callable on numpy windows
     ``(x (B, W, D), mask (B, W))``, whose calls are padded to a fixed bucket
     shape, or an object with ``prepare(features)`` and
@@ -111,7 +111,7 @@ def predict_block(
     sums = np.zeros((n, num_classes), dtype=np.float64)
     counts = np.zeros(n, dtype=np.float64)
     starts, lengths, _ = window_index(doc_lengths, window, stride)
-    accumulate_windows(forward, features, starts, lengths, window, batch_windows, sums, counts)
+    accumulate_windows(forward, features, starts, lengths, window, predict_batch_size, sums, counts)
     return sums / counts[:, None]
 
 
@@ -121,7 +121,7 @@ def accumulate_windows(
     starts: np.ndarray,
     lengths: np.ndarray,
     window: int,
-    batch_windows: int,
+    predict_batch_size: int,
     sums: np.ndarray,
     counts: np.ndarray,
 ) -> None:
@@ -135,14 +135,14 @@ def accumulate_windows(
     n, num_classes = sums.shape
     gathers_itself = hasattr(forward, "from_rows")
     prepared = forward.prepare(features) if gathers_itself else None
-    for lo in range(0, len(starts), batch_windows):
-        s, l = starts[lo : lo + batch_windows], lengths[lo : lo + batch_windows]
+    for lo in range(0, len(starts), predict_batch_size):
+        s, l = starts[lo : lo + predict_batch_size], lengths[lo : lo + predict_batch_size]
         if gathers_itself:
             mask, rows = window_rows(s, l, window)
             probs = forward.from_rows(prepared, rows, mask)
         else:
             x, mask, rows = gather_windows(features, s, l, window)
-            size = _bucket(len(s), batch_windows)
+            size = _bucket(len(s), predict_batch_size)
             if size > len(s):
                 x = np.concatenate([x, np.zeros((size - len(s),) + x.shape[1:], x.dtype)])
                 mask = np.concatenate([mask, np.zeros((size - len(s), window), bool)])
