@@ -54,7 +54,7 @@ def test_predict_block_averages_overlapping_windows():
 
     features = np.zeros((6, 1), dtype=np.float32)
     features[:, 0] = np.arange(6)
-    probs = predict_block(forward, features, np.array([6]), window=4, stride=2, batch_windows=3, num_classes=2)
+    probs = predict_block(forward, features, np.array([6]), window=4, stride=2, predict_batch_size=3, num_classes=2)
     # Windows start at 0 and 2; rows 2 and 3 are seen at steps (2, 0) and (3, 1).
     expected0 = np.array([0.0, 0.1, (0.2 + 0.0) / 2, (0.3 + 0.1) / 2, 0.2, 0.3]) + np.arange(6) / 100
     np.testing.assert_allclose(probs[:, 0], expected0)
