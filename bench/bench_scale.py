@@ -26,7 +26,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from benchlib import PeakChildMemory, jvm_documents  # noqa: E402
+from benchlib import PeakChildMemory, jvm_documents, quiet_local_spark  # noqa: E402
 
 DIM, WINDOW, HIDDEN = 64, 50, 32
 
@@ -38,20 +38,10 @@ def main() -> None:
     parser.add_argument("--long-document", type=int, default=500_000, help="rows of one single document (0: skip)")
     args = parser.parse_args()
 
-    from pyspark.sql import SparkSession
-
     from skol_spark import BiLSTMClassificationModel
     from skol_spark.network import build_network
 
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "2g")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = quiet_local_spark()
     network = build_network(WINDOW, DIM, 3, hidden_size=HIDDEN, num_layers=1, dropout=0.0, seed=0)
     model = BiLSTMClassificationModel.fromKeras(network, labels=["a", "b", "c"])
 

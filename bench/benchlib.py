@@ -89,3 +89,19 @@ def jvm_documents(spark, rows: int, doc_length: int, dim: int, with_label: bool 
     if with_label:
         columns.append((F.abs(F.hash(i)) % 3).cast("double").alias("label"))
     return spark.range(rows).select(*columns)
+
+
+def quiet_local_spark():
+    """local[2] Spark with 2 shuffle partitions, a 2 GB driver, no UI or progress bars, ERROR logs."""
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "2g")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

@@ -129,6 +129,11 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
     windowSize, windowStride : int
         Positions per window (50) and the prediction stride (= windowSize).
     hiddenSize, numLayers, dropout : network shape (128, 2, 0.3).
+    outputLayer : str, default "softmax"
+        "softmax" or "crf": a linear-chain CRF over each window (learned
+        transitions, start and end scores) trained on the class-weighted
+        negative log-likelihood; ``probability`` then holds its per-position
+        marginals and ``prediction`` their argmax.
     epochs, batchSize, learningRate, seed, validationFraction : training (10, 32, 1e-3, 0, 0.0).
     predictBatchSize : int
         Windows per prediction call on the executors (256).
@@ -141,7 +146,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         falling back to the CPU with a warning; False keeps workers off GPUs.
     initialModel : BiLSTMClassificationModel, optional
         Warm start: training begins from this model's weights (same features,
-        classes, hiddenSize and numLayers) and compiles with the current weights.
+        classes, hiddenSize, numLayers and outputLayer) and compiles with the current weights.
 
     Examples
     --------
@@ -167,6 +172,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         hiddenSize: int | None = None,
         numLayers: int | None = None,
         dropout: float | None = None,
+        outputLayer: str | None = None,
         epochs: int | None = None,
         batchSize: int | None = None,
         learningRate: float | None = None,
@@ -200,6 +206,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         hiddenSize: int | None = None,
         numLayers: int | None = None,
         dropout: float | None = None,
+        outputLayer: str | None = None,
         epochs: int | None = None,
         batchSize: int | None = None,
         learningRate: float | None = None,
@@ -254,6 +261,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def setDropout(self, value: float) -> "BiLSTMClassifier":
         return self._set(dropout=value)
+
+    def setOutputLayer(self, value: str) -> "BiLSTMClassifier":
+        return self._set(outputLayer=value)
 
     def setEpochs(self, value: int) -> "BiLSTMClassifier":
         return self._set(epochs=value)
@@ -374,6 +384,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             hidden_size=self.getHiddenSize(),
             num_layers=self.getNumLayers(),
             dropout=self.getDropout(),
+            output_layer=self.getOutputLayer(),
             epochs=self.getEpochs(),
             batch_size=self.getBatchSize(),
             learning_rate=self.getLearningRate(),
@@ -406,6 +417,11 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
                 f"initialModel was trained on {initial.getNumFeatures()} features and "
                 f"{initial.numClasses} classes; this data has {num_features} features and "
                 f"{len(labels)} classes ({labels}). Warm-start only from a model of the same task."
+            )
+        if initial.getOutputLayer() != self.getOutputLayer():
+            raise ValueError(
+                f"initialModel has outputLayer={initial.getOutputLayer()!r}; this estimator has "
+                f"outputLayer={self.getOutputLayer()!r}. Set them equal to warm-start."
             )
         if (initial.getHiddenSize(), initial.getNumLayers()) != (self.getHiddenSize(), self.getNumLayers()):
             raise ValueError(
@@ -500,6 +516,9 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
         and the class weights training used, so ``keras.models.load_model(path)``
         returns it compiled once skol_spark is imported, and
         ``load_model(path, compile=False)`` works without skol_spark.
+        A CRF network (``outputLayer="crf"``) carries the same loss applied to
+        its marginals (not the CRF's sequence NLL), and its ``CRF`` layer needs
+        ``skol_spark.crf`` imported to load, compiled or not.
         """
         from skol_spark.keras_files import save_keras_file
 
@@ -544,7 +563,7 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
 
         network, implied = check_keras_network(path_or_model, labels, windowSize, classWeightsUsed)
         model = cls()
-        model._set(**params, **implied)
+        model._set(**{**params, **implied})
         return model._set_network(network)
 
     def setFeaturesCol(self, value: str) -> "BiLSTMClassificationModel":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Sequence
 
+from skol_spark.crf import CRF
 from skol_spark.errors import ModelRebuildError
 from skol_spark.trained_network import TrainedNetwork
 
@@ -134,6 +135,8 @@ def check_keras_network(
         numFeatures=features,
         classWeightsUsed=class_weights if class_weights is not None else [1.0] * classes,
     )
+    if any(isinstance(layer, CRF) for layer in network.layers):
+        params["outputLayer"] = "crf"
     return trained, params
 
 

@@ -25,6 +25,8 @@ import numpy as np
 import keras
 from keras import layers, ops
 
+from skol_spark.crf import CRF, CRF_LAYER, EMISSIONS_LAYER
+
 __all__ = [
     "WeightedSparseCategoricalCrossentropy",
     "build_network",
@@ -105,8 +107,13 @@ def build_network(
     num_layers: int = 2,
     dropout: float = 0.3,
     seed: int | None = None,
+    output_layer: str = "softmax",
 ) -> keras.Model:
-    """The functional BiLSTM: ``[features (W, D), mask (W,)] -> softmax (W, K)``.
+    """The functional BiLSTM: ``[features (W, D), mask (W,)] -> probabilities (W, K)``.
+
+    ``output_layer`` "softmax" gives a softmax per position; "crf" gives emission
+    scores (a Dense layer named "emissions") into a linear-chain :class:`~skol_spark.crf.CRF`
+    whose output is the per-position marginals.
 
     The boolean mask input marks real positions; padded positions are skipped
     by both LSTM directions, so a position's prediction never depends on how
@@ -130,7 +137,15 @@ def build_network(
         )(x, mask=mask)
         if dropout > 0:
             x = layers.Dropout(dropout, seed=None if seed is None else seed + 100 + i)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    if output_layer not in ("softmax", "crf"):
+        raise ValueError(
+            f'Expected output_layer "softmax" or "crf". Received: output_layer={output_layer!r}'
+        )
+    if output_layer == "crf":
+        emissions = layers.Dense(num_classes, name=EMISSIONS_LAYER)(x)
+        outputs = CRF(name=CRF_LAYER)(emissions, mask=mask)
+    else:
+        outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs=[features, mask], outputs=outputs, name="skol_bilstm")
 
 

@@ -22,7 +22,9 @@ from pyspark.ml.param.shared import (
 from skol_spark.class_weights import WEIGHT_STRATEGIES
 from skol_spark.invalid import HANDLE_INVALID
 
-__all__ = ["WEIGHT_STRATEGIES", "_BiLSTMParams", "_BiLSTMModelParams", "_HasInitialModel"]
+__all__ = ["OUTPUT_LAYERS", "WEIGHT_STRATEGIES", "_BiLSTMParams", "_BiLSTMModelParams", "_HasInitialModel"]
+
+OUTPUT_LAYERS = ("softmax", "crf")
 
 
 def _checked(
@@ -125,6 +127,18 @@ class _BiLSTMParams(
         typeConverter=_checked(
             "dropout", TypeConverters.toFloat, lambda v: 0 <= v < 1, "a rate in [0, 1)"),
     )
+    outputLayer: "Param[str]" = Param(
+        Params._dummy(),
+        "outputLayer",
+        "the network's output: 'softmax' (a softmax per position, trained on class-weighted "
+        "cross-entropy) or 'crf' (a linear-chain CRF over each window, trained on the "
+        "class-weighted negative log-likelihood; probabilities are its per-position marginals).",
+        typeConverter=_checked(
+            "outputLayer", TypeConverters.toString,
+            lambda v: v in OUTPUT_LAYERS,
+            "one of " + ", ".join(repr(v) for v in OUTPUT_LAYERS),
+        ),
+    )
     epochs: "Param[int]" = Param(
         Params._dummy(), "epochs", "training epochs (> 0).", typeConverter=_positive_int("epochs")
     )
@@ -214,6 +228,7 @@ class _BiLSTMParams(
             hiddenSize=128,
             numLayers=2,
             dropout=0.3,
+            outputLayer="softmax",
             epochs=10,
             batchSize=32,
             learningRate=0.001,
@@ -251,6 +266,9 @@ class _BiLSTMParams(
 
     def getDropout(self) -> float:
         return self.getOrDefault(self.dropout)
+
+    def getOutputLayer(self) -> str:
+        return self.getOrDefault(self.outputLayer)
 
     def getEpochs(self) -> int:
         return self.getOrDefault(self.epochs)
@@ -358,7 +376,7 @@ class _HasInitialModel(Params):
         Params._dummy(),
         "initialModel",
         "a fitted BiLSTMClassificationModel whose weights training starts from; it must "
-        "have the same features, classes, hiddenSize and numLayers.",
+        "have the same features, classes, hiddenSize, numLayers and outputLayer.",
         typeConverter=_to_fitted_model,
     )
 

@@ -16,6 +16,7 @@ import numpy as np
 
 import keras
 
+from skol_spark.crf import CRFTrainer
 from skol_spark.errors import ModelRebuildError
 from skol_spark.network import (
     FEATURES_INPUT,
@@ -46,6 +47,7 @@ class TrainingConfig:
     hidden_size: int
     num_layers: int
     dropout: float
+    output_layer: str
     epochs: int
     batch_size: int
     learning_rate: float
@@ -114,7 +116,8 @@ class _EpochLog(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         if self.val is not None:
             features, labels, lengths = self.val
-            forward = lambda x, m: self.model([x, m], training=False)  # noqa: E731
+            network = getattr(self.model, "network", self.model)  # a CRFTrainer's network
+            forward = lambda x, m: network([x, m], training=False)  # noqa: E731
             probs = predict_block(
                 forward,
                 features,
@@ -156,12 +159,15 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
         num_layers=config.num_layers,
         dropout=config.dropout,
         seed=config.seed,
+        output_layer=config.output_layer,
     )
     if config.initial_weights is not None:
         model.set_weights(config.initial_weights)
-    model.compile(
+    # A CRF network is trained through a wrapper whose loss is the weighted NLL (crf.py).
+    trainer = CRFTrainer(model, config.class_weights) if config.output_layer == "crf" else model
+    trainer.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss=WeightedSparseCategoricalCrossentropy(config.class_weights),
+        loss=None if trainer is not model else WeightedSparseCategoricalCrossentropy(config.class_weights),
     )
     train_docs, val_docs = split_documents(
         len(data.doc_lengths), config.validation_fraction, config.seed
@@ -176,7 +182,7 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
         validation = _WindowBatches(
             data, starts[~is_train], lengths[~is_train], config.window_size, config.batch_size
         )
-    history = model.fit(
+    history = trainer.fit(
         train,
         validation_data=validation,
         epochs=config.epochs,

@@ -1,0 +1,138 @@
+"""What outputLayer="crf" costs and gives: fit and transform time beside the softmax, and
+posterior (marginals' argmax) versus Viterbi decoding.
+
+Run from the repository root (about 5 minutes on 2 cores):
+
+    .venv/bin/python bench/bench_crf.py
+    .venv/bin/python bench/bench_crf.py --epochs 4 --train-docs 100
+
+One local[2] Spark. Both networks are fitted one after the other in this run,
+on the same synthetic corpus (``make_synthetic_documents``: treatments of one
+Nomenclature line followed by Description lines that look like ordinary text)
+with the same Params apart from ``outputLayer``. Transform is timed on a larger
+corpus forced with Spark's ``noop`` writer, after a warm-up transform (TensorFlow
+import, network build and trace). Macro-F1 is measured on a held-out corpus
+(other documents, same class prototypes).
+
+Decoding: for the CRF network, the held-out documents are labelled on the driver
+through the executors' window code (``windows.predict_block``) two ways: the
+argmax of the marginals averaged over overlapping windows (what ``transform``
+does), and Viterbi per window (each window's best path votes one-hot for its
+positions; ties go to the marginals), at stride = window and stride = window/2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from benchlib import quiet_local_spark  # noqa: E402
+
+
+def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    confusion = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(confusion).astype(float)
+    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)
+    return np.divide(2 * tp, denominator, out=np.zeros(k), where=denominator > 0)
+
+
+def held_out_arrays(num_docs: int, num_features: int, seed: int):
+    """(features (n, D), labels (n,), doc lengths) of a synthetic corpus, sorted by document."""
+    from skol_spark.datasets import synthetic_documents_arrow
+
+    table = synthetic_documents_arrow(num_docs=num_docs, num_features=num_features, seed=seed)
+    features = table.column("features").combine_chunks().flatten().to_numpy().reshape(-1, num_features)
+    docs = table.column("doc_id").to_numpy(zero_copy_only=False)
+    _, lengths = np.unique(docs, return_counts=True)
+    return features.astype(np.float32), table.column("label").to_numpy(), lengths
+
+
+def decode(network, features, lengths, window, stride, viterbi: bool) -> np.ndarray:
+    import keras
+
+    from skol_spark.crf import crf_parameters, emission_model, viterbi_decode
+    from skol_spark.windows import predict_block
+
+    k = network.outputs[0].shape[-1]
+    emitter = emission_model(network)
+    transitions, start, end = crf_parameters(network)
+
+    def marginals(x, m):
+        return keras.ops.convert_to_numpy(network([x, m], training=False))
+
+    def viterbi_votes(x, m):
+        path = viterbi_decode(keras.ops.convert_to_numpy(emitter([x, m], training=False)), transitions, start, end, m)
+        return np.eye(k)[path] + 1e-3 * marginals(x, m)
+
+    forward = viterbi_votes if viterbi else marginals
+    return predict_block(forward, features, lengths, window, stride, 256, k).argmax(axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-docs", type=int, default=200)
+    parser.add_argument("--test-docs", type=int, default=100)
+    parser.add_argument("--transform-docs", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--features", type=int, default=16)
+    args = parser.parse_args()
+
+    from skol_spark import BiLSTMClassifier
+    from skol_spark.datasets import SYNTHETIC_LABELS, make_synthetic_documents
+
+    spark = quiet_local_spark()
+    d = args.features
+    train = make_synthetic_documents(spark, num_docs=args.train_docs, num_features=d, seed=1).cache()
+    test = make_synthetic_documents(spark, num_docs=args.test_docs, num_features=d, seed=2).cache()
+    big = make_synthetic_documents(spark, num_docs=args.transform_docs, num_features=d, seed=3).cache()
+    warm = make_synthetic_documents(spark, num_docs=4, num_features=d, seed=4).cache()
+    print(f"rows: train {train.count()}, test {test.count()}, transform {big.count()}", flush=True)
+    params = dict(windowSize=50, hiddenSize=32, numLayers=1, dropout=0.1, epochs=args.epochs,
+                  learningRate=0.005, seed=0)
+    window = params["windowSize"]
+    features, labels, lengths = held_out_arrays(args.test_docs, d, seed=2)
+    rows, models = {}, {}
+    for layer in ("softmax", "crf"):
+        start = time.perf_counter()
+        model = BiLSTMClassifier(outputLayer=layer, **params).fit(train)
+        fit_s = time.perf_counter() - start
+        model.transform(warm).write.format("noop").mode("overwrite").save()
+        start = time.perf_counter()
+        model.transform(big).write.format("noop").mode("overwrite").save()
+        transform_s = time.perf_counter() - start
+        out = model.transform(test).select("label", "prediction").toPandas()
+        f1 = per_class_f1(out["label"].to_numpy().astype(int), out["prediction"].to_numpy().astype(int), 3)
+        rows[layer], models[layer] = (fit_s, transform_s, f1), model
+        print(f"{layer}: fit {fit_s:.1f} s, transform {transform_s:.1f} s, macro-F1 {f1.mean():.3f}", flush=True)
+
+    print("\n| outputLayer | fit s | transform s | macro-F1 | " + " | ".join(SYNTHETIC_LABELS) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * 3)
+    for layer, (fit_s, transform_s, f1) in rows.items():
+        print(f"| {layer} | {fit_s:.1f} | {transform_s:.1f} | {f1.mean():.3f} | "
+              + " | ".join(f"{v:.3f}" for v in f1) + " |")
+    base = rows["softmax"]
+    print(f"crf / softmax: fit {rows['crf'][0] / base[0]:.2f} x, transform {rows['crf'][1] / base[1]:.2f} x")
+
+    network = models["crf"].getKerasModel()
+    print("\nCRF decoding on the held-out documents (driver, executors' window code):")
+    print("| stride | decoding | macro-F1 | " + " | ".join(SYNTHETIC_LABELS) + " | positions differing |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for stride in (window, window // 2):
+        posterior = decode(network, features, lengths, window, stride, viterbi=False)
+        viterbi = decode(network, features, lengths, window, stride, viterbi=True)
+        differ = float((posterior != viterbi).mean())
+        for name, predicted in (("posterior", posterior), ("viterbi", viterbi)):
+            f1 = per_class_f1(labels, predicted, 3)
+            print(f"| {stride} | {name} | {f1.mean():.3f} | " + " | ".join(f"{v:.3f}" for v in f1)
+                  + f" | {differ:.4f} |")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
