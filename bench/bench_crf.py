@@ -6,7 +6,11 @@ Run from the repository root (about 8 minutes on 2 cores):
     .venv/bin/python bench/bench_crf.py
     .venv/bin/python bench/bench_crf.py --epochs 4 --train-docs 100
 
-One local[2] Spark. Both networks are fitted ``--repeats`` times (default 2), the
+First, without Spark: one training epoch and one forward pass of each network
+on the same random windows, interleaved 7 times (medians): the cost of the CRF
+layer itself, robust to a loaded machine (``--layer-cost-only`` stops there).
+
+Then one local[2] Spark. Both networks are fitted ``--repeats`` times (default 2), the
 order alternating between rounds, and each layer's fastest fit and transform are kept,
 on the same synthetic corpus (``make_synthetic_documents``: treatments of one
 Nomenclature line followed by Description lines that look like ordinary text)
@@ -80,6 +84,50 @@ def decode(network, features, lengths, window, stride, viterbi: bool) -> np.ndar
     return predict_block(forward, features, lengths, window, stride, 256, k).argmax(axis=1)
 
 
+def layer_cost(repeats: int, window: int = 50, dim: int = 64, hidden: int = 32, windows: int = 512) -> None:
+    """Keras only, no Spark: one training epoch and one forward pass of each network, interleaved."""
+    import keras
+    import tensorflow as tf
+
+    from skol_spark.crf import CRFTrainer
+    from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(windows, window, dim)).astype(np.float32)
+    mask = np.ones((windows, window), bool)
+    mask[::4, window // 2 :] = False
+    y = rng.integers(0, 3, size=(windows, window)).astype(np.int32)
+    inputs = {"features": x, "mask": mask}
+    runs = {}
+    for layer in ("softmax", "crf"):
+        net = build_network(window, dim, 3, hidden_size=hidden, num_layers=1, dropout=0.1, seed=0, output_layer=layer)
+        trainer = CRFTrainer(net, [1.0, 2.0, 3.0]) if layer == "crf" else net
+        loss = None if layer == "crf" else WeightedSparseCategoricalCrossentropy([1.0, 2.0, 3.0])
+        trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        forward = tf.function(lambda a, m, net=net: net([a, m], training=False))
+        trainer.fit(inputs, y, batch_size=32, epochs=1, verbose=0)  # trace
+        forward(x[:256], mask[:256])
+        runs[layer] = (trainer, forward)
+    fit_s, predict_s = {k: [] for k in runs}, {k: [] for k in runs}
+    for _ in range(repeats):
+        for layer, (trainer, forward) in runs.items():
+            start = time.perf_counter()
+            trainer.fit(inputs, y, batch_size=32, epochs=1, verbose=0)
+            fit_s[layer].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for i in range(0, windows, 256):
+                forward(x[i : i + 256], mask[i : i + 256])
+            predict_s[layer].append(time.perf_counter() - start)
+    print(f"\nLayer cost, Keras only ({windows} windows of {window} x {dim}, BiLSTM {hidden} x 1, "
+          f"{repeats} interleaved repeats, median):")
+    print("| outputLayer | train epoch s | forward s (batches of 256) |")
+    print("|---|---:|---:|")
+    for layer in runs:
+        print(f"| {layer} | {np.median(fit_s[layer]):.2f} | {np.median(predict_s[layer]):.3f} |")
+    print(f"crf / softmax: train {np.median(fit_s['crf']) / np.median(fit_s['softmax']):.2f} x, "
+          f"forward {np.median(predict_s['crf']) / np.median(predict_s['softmax']):.2f} x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-docs", type=int, default=200)
@@ -89,7 +137,11 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2, help="fits and transforms per layer (fastest kept)")
     parser.add_argument("--journals", help="SKOL journals directory: the journal run instead")
+    parser.add_argument("--layer-cost-only", action="store_true", help="only the Keras-level cost, no Spark")
     args = parser.parse_args()
+    layer_cost(repeats=7)
+    if args.layer_cost_only:
+        return None
     if args.journals:
         return journals(args.journals, args.epochs if "--epochs" in sys.argv else None)
 
