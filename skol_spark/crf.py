@@ -43,8 +43,8 @@ __all__ = [
     "crf_conditional_log_probs",
     "crf_log_partition",
     "crf_marginals",
-    "crf_sequence_score",
     "crf_weighted_nll",
+    "emission_model",
     "viterbi_decode",
 ]
 
@@ -169,13 +169,6 @@ def _beta_of_previous(betas, mask):
     return ops.transpose(previous, (1, 0, 2))
 
 
-def crf_sequence_score(emissions, labels, transitions, start, end, mask=None):
-    """Unnormalized score of the label path ``labels`` over the real steps, (B,)."""
-    logp_parts = crf_conditional_log_probs(emissions, labels, transitions, start, end, mask)
-    log_z = crf_log_partition(emissions, transitions, start, end, mask)
-    return ops.sum(logp_parts, axis=1) + log_z
-
-
 def crf_weighted_nll(emissions, labels, transitions, start, end, mask, class_weights):
     """Class-weighted NLL of the gold paths, per real position of the batch (see module doc)."""
     logp = crf_conditional_log_probs(emissions, labels, transitions, start, end, mask)
@@ -242,7 +235,7 @@ class CRFTrainer(keras.Model):
 
     def __init__(self, network: keras.Model, class_weights: Sequence[float], **kwargs):
         super().__init__(name="skol_crf_trainer", **kwargs)
-        self.emitter = keras.Model(network.inputs, network.get_layer(EMISSIONS_LAYER).output)
+        self.emitter = emission_model(network)
         self.crf = network.get_layer(CRF_LAYER)
         self.class_weights = [float(w) for w in class_weights]
         self._network = [network]  # a list: not tracked twice as a sublayer

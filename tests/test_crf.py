@@ -23,6 +23,7 @@ from skol_spark.crf import (
     crf_log_partition,
     crf_marginals,
     crf_weighted_nll,
+    emission_model,
     viterbi_decode,
 )
 from skol_spark.network import build_network, model_from_json, weights_to_bytes
@@ -244,7 +245,7 @@ import json, sys
 import numpy as np
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
-from skol_spark.crf import CRFTrainer, crf_weighted_nll
+from skol_spark.crf import CRFTrainer, crf_weighted_nll, emission_model
 from skol_spark.network import model_from_json, weights_from_bytes
 
 inputs = np.load(sys.argv[1])
@@ -253,7 +254,7 @@ net.set_weights(weights_from_bytes(open(sys.argv[3], "rb").read()))
 x, mask, y = inputs["x"], inputs["mask"], inputs["y"]
 probs = keras.ops.convert_to_numpy(net([x, mask], training=False))
 crf = net.get_layer("crf")
-emissions = keras.Model(net.inputs, net.get_layer("emissions").output)([x, mask])
+emissions = emission_model(net)([x, mask])
 loss = float(crf_weighted_nll(emissions, y, crf.transitions, crf.start, crf.end, mask, [1.0, 3.0, 2.0]))
 trainer = CRFTrainer(net, [1.0, 3.0, 2.0])
 trainer.compile(optimizer="adam")
@@ -276,7 +277,7 @@ def test_crf_network_and_loss_match_tensorflow_on_jax(tmp_path):
     mask[2, 1] = False
     y = rng.integers(0, K, size=(4, 6)).astype(np.int32)
     probs = _np(net([x, mask], training=False))
-    emissions = keras.Model(net.inputs, net.get_layer("emissions").output)([x, mask])
+    emissions = emission_model(net)([x, mask])
     loss = float(crf_weighted_nll(emissions, y, crf.transitions, crf.start, crf.end, mask, [1.0, 3.0, 2.0]))
     np.savez(tmp_path / "inputs.npz", x=x, mask=mask, y=y)
     (tmp_path / "model.json").write_text(net.to_json())
