@@ -26,7 +26,8 @@ from skol_spark.crf import (
     emission_model,
     viterbi_decode,
 )
-from skol_spark.network import build_network, model_from_json, weights_to_bytes
+from skol_spark.network import build_network, model_from_json
+from skol_spark.trained_network import weights_to_bytes
 
 K = 3
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,7 +247,8 @@ import numpy as np
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
 from skol_spark.crf import CRFTrainer, crf_weighted_nll, emission_model
-from skol_spark.network import model_from_json, weights_from_bytes
+from skol_spark.network import model_from_json
+from skol_spark.trained_network import weights_from_bytes
 
 inputs = np.load(sys.argv[1])
 net = model_from_json(open(sys.argv[2]).read())
