@@ -3,7 +3,6 @@ its masking, its serialization, and BiLSTMClassifier(outputLayer="crf") end to e
 
 import importlib.util
 import itertools
-import json
 import os
 import subprocess
 import sys
