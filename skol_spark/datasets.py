@@ -23,6 +23,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from skol_spark.compat import arrow_to_spark
 from skol_spark.yedda import THREE_CLASSES, ParseProblems, read_yedda_files
 
 __all__ = [
@@ -110,7 +111,7 @@ def make_synthetic_documents(
     >>> df = make_synthetic_documents(spark, num_docs=10, seed=1)   # doctest: +SKIP
     """
     table = synthetic_documents_arrow(num_docs, mean_length, num_features, seed, noise, feature_seed)
-    df = _arrow_to_spark(spark, table)
+    df = arrow_to_spark(spark, table)
     label = F.col("label").alias(
         "label",
         metadata={"ml_attr": {"type": "nominal", "name": "label", "vals": SYNTHETIC_LABELS}},
@@ -121,14 +122,6 @@ def make_synthetic_documents(
 
         features = array_to_vector(features)
     return df.select("doc_id", "line_number", label, features.alias("features"))
-
-
-def _arrow_to_spark(spark: SparkSession, table: pa.Table) -> DataFrame:
-    """A DataFrame from an Arrow table (Spark 4 takes it directly; 3.5 via pandas)."""
-    try:
-        return spark.createDataFrame(table)
-    except (TypeError, ValueError):  # Spark 3.5 has no Arrow-table input.
-        return spark.createDataFrame(table.to_pandas())
 
 
 def read_yedda(
@@ -173,7 +166,7 @@ def read_yedda(
             raise ValueError(f"No files matching {pattern!r} under {str(directory)!r}.")
         paths.extend(found)
     table, problems = read_yedda_files(paths, root=root)
-    return _arrow_to_spark(spark, table), problems
+    return arrow_to_spark(spark, table), problems
 
 
 def with_three_classes(df: DataFrame, labelCol: str = "label", outputCol: str = "label3") -> DataFrame:

@@ -21,6 +21,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from skol_spark.compat import connect_client
+
 __all__ = ["PRIVATE_STREAM_VERSIONS", "arrow_batches"]
 
 logger = logging.getLogger("skol_spark")
@@ -106,10 +108,7 @@ def _classic_stream(df: Any) -> Iterator[pa.RecordBatch] | None:
 def _connect_stream(df: Any) -> Iterator[pa.RecordBatch] | None:
     """Batches of a Spark Connect DataFrame as the server sends them."""
     session, plan = getattr(df, "_session", None), getattr(df, "_plan", None)
-    try:
-        client = getattr(session, "client", None)
-    except Exception:  # noqa: BLE001 - a classic 3.5 session raises RuntimeError here
-        return None
+    client = connect_client(session)
     if plan is None or not hasattr(client, "to_table_as_iterator"):
         return None
 

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from skol_spark.compat import struct_array_to_table, table_to_struct_array
 from skol_spark.predict import PredictSpec
 
 __all__ = ["USE_ARROW_UDF", "label_dataframe"]
@@ -46,7 +47,7 @@ def label_dataframe(
     doc, position, features = spec.doc_id_col, spec.position_col, spec.features_col
     feature_input = _col(features)
     if not spec.vector_output and isinstance(dataset.schema[features].dataType, VectorUDT):
-        from pyspark.ml.functions import vector_to_array
+        from skol_spark.compat import vector_to_array
 
         feature_input = vector_to_array(feature_input, "float32")
     grouped = dataset.repartition(_col(doc)).sortWithinPartitions(_col(doc), _col(position))
@@ -58,7 +59,7 @@ def label_dataframe(
     probability = F.col(f"{_OUTPUT}.probability")
     raw = F.col(f"{_OUTPUT}.rawPrediction")
     if not spec.vector_output:
-        from pyspark.ml.functions import array_to_vector
+        from skol_spark.compat import array_to_vector
 
         probability, raw = array_to_vector(probability), array_to_vector(raw)
     return labelled.select(
@@ -99,11 +100,11 @@ def _labeling_udf(spec: PredictSpec) -> Any:
         from skol_spark.predict import label_rows
 
         arrays = (
-            pa.Table.from_pandas(frame, preserve_index=False).to_struct_array().combine_chunks()
+            table_to_struct_array(pa.Table.from_pandas(frame, preserve_index=False))
             for frame in frames
         )
         for out in label_rows(_with_task_resources(spec), arrays):
-            yield pa.Table.from_struct_array(out).to_pandas()
+            yield struct_array_to_table(out).to_pandas()
 
     return F.pandas_udf(label_pandas, return_type).asNondeterministic()
 
