@@ -6,6 +6,7 @@ rejects bad values when they are set, and one default.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Callable
 
@@ -358,6 +359,30 @@ class _BiLSTMModelParams(_BiLSTMParams):
 
     def getTrainingHistory(self) -> str:
         return self.getOrDefault(self.trainingHistory)
+
+    def explainParam(self, param: "str | Param") -> str:
+        """As pyspark's, but the network Params show a one-line summary, not their value."""
+        param = self._resolveParam(param)
+        if param.name not in _SUMMARIZED or not self.isSet(param):
+            return super().explainParam(param)
+        return f"{param.name}: {param.doc} (current: {_summary(param.name, self.getOrDefault(param))})"
+
+
+# Params whose values (architecture JSON, base64 weights, history) are too long to print.
+_SUMMARIZED = ("modelJson", "modelWeights", "trainingHistory")
+
+
+def _summary(name: str, value: str) -> str:
+    """One line about a network Param's value: its kind and size, or the epochs it covers."""
+    if name == "trainingHistory":
+        try:
+            history = json.loads(value)
+            epochs = max((len(v) for v in history.values()), default=0)
+            return f"<{epochs} epochs of {', '.join(sorted(history))}>"
+        except (ValueError, TypeError, AttributeError):
+            pass
+    what = {"modelJson": "Keras architecture JSON", "modelWeights": "base64 .npz weights"}
+    return f"<{what.get(name, 'JSON')}, {len(value):,} characters>"
 
 
 def _to_fitted_model(value: Any) -> Any:

@@ -13,6 +13,7 @@ variable, and TensorFlow's thread pools are sized once, to the task's cores.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -38,6 +39,7 @@ _cache: "OrderedDict[str, Callable]" = OrderedDict()
 _cache_lock = threading.Lock()
 _builds: dict[str, int] = {}
 _threads_configured = False
+_TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,30 @@ def _placeholder_output(spec: PredictSpec) -> pa.StructArray:
 
 
 def label_rows(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArray]:
+    """:func:`label_valid_rows` with TensorFlow's C++ logs at warning level (see below)."""
+    with tensorflow_logs_at_warning():
+        yield from label_valid_rows(spec, batches)
+
+
+@contextlib.contextmanager
+def tensorflow_logs_at_warning() -> Iterator[None]:
+    """TensorFlow's C++ logs at warning level in this task, unless the user chose a level.
+
+    TensorFlow reads ``TF_CPP_MIN_LOG_LEVEL`` once, at its first log line (at
+    import or first op), so setting it for the first task's duration quiets
+    the worker for good; the variable is removed again when the task ends.
+    """
+    if _TF_LOG_LEVEL in os.environ:
+        yield
+        return
+    os.environ[_TF_LOG_LEVEL] = "2"
+    try:
+        yield
+    finally:
+        os.environ.pop(_TF_LOG_LEVEL, None)
+
+
+def label_valid_rows(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Iterator[pa.StructArray]:
     """:func:`label_partition` on the valid rows, with ``spec.handle_invalid`` for the others.
 
     Invalid rows (see :mod:`skol_spark.invalid`) raise with "error"; otherwise
