@@ -10,7 +10,14 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["arrow_to_spark", "connect_client", "struct_array_to_table", "table_to_struct_array"]
+__all__ = [
+    "array_to_vector",
+    "arrow_to_spark",
+    "connect_client",
+    "struct_array_to_table",
+    "table_to_struct_array",
+    "vector_to_array",
+]
 
 # pyarrow 15 added Table.to_struct_array and Table.from_struct_array.
 _TABLE_STRUCT_ARRAYS = hasattr(pa.Table, "from_struct_array")
@@ -40,23 +47,37 @@ def connect_client(session: Any) -> Any:
 
 
 def arrow_to_spark(spark: Any, table: pa.Table) -> Any:
-    """A DataFrame from an Arrow table (Spark 4 takes it directly; 3.5 through pandas)."""
+    """A DataFrame from an Arrow table (Spark 4 takes it directly; 3.5 as Python rows)."""
     try:
         return spark.createDataFrame(table)
     except (TypeError, ValueError):  # Spark 3.5 has no Arrow-table input.
-        return arrow_to_spark_via_pandas(spark, table)
+        return arrow_to_spark_via_rows(spark, table)
 
 
-def arrow_to_spark_via_pandas(spark: Any, table: pa.Table) -> Any:
-    """Spark 3.5's way: pandas, list cells as Python lists, and the table's schema.
+def arrow_to_spark_via_rows(spark: Any, table: pa.Table) -> Any:
+    """Spark 3.5's way: Python rows with the table's schema.
 
     Without Arrow conversion on, Spark 3.5 infers no type for a pandas column
-    of numpy arrays, so the schema comes from the table's.
+    of numpy arrays, and pandas turns an int column with nulls into floats,
+    so the rows are Python values and the schema is the table's.
     """
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    frame = table.to_pandas()
-    for name, field in zip(table.column_names, table.schema):
-        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
-            frame[name] = [None if v is None else v.tolist() for v in frame[name]]
-    return spark.createDataFrame(frame, schema=from_arrow_schema(table.schema))
+    rows = list(zip(*(column.to_pylist() for column in table.columns)))
+    return spark.createDataFrame(rows, schema=from_arrow_schema(table.schema))
+
+
+def vector_to_array(column: Any, dtype: str = "float64") -> Any:
+    """``pyspark.ml.functions.vector_to_array`` with null for a null vector (Spark 3.5 raises)."""
+    from pyspark.ml.functions import vector_to_array as to_array
+    from pyspark.sql import functions as F
+
+    return F.when(column.isNotNull(), to_array(column, dtype))
+
+
+def array_to_vector(column: Any) -> Any:
+    """``pyspark.ml.functions.array_to_vector`` with null for a null array (Spark 3.5 raises)."""
+    from pyspark.ml.functions import array_to_vector as to_vector
+    from pyspark.sql import functions as F
+
+    return F.when(column.isNotNull(), to_vector(column))

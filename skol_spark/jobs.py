@@ -310,8 +310,9 @@ def _model_names(model: Any, df: "DataFrame", columns: Columns) -> dict[str, str
 
 def predict(model: Any, df: "DataFrame", columns: Columns, probability_as: str = "array") -> "DataFrame":
     """The input columns plus ``prediction``, ``probability`` and ``predicted_label``."""
-    from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
+
+    from skol_spark.compat import vector_to_array
 
     indexer = _label_indexer(model)
     if indexer is not None:

@@ -53,9 +53,21 @@ def test_connect_client_is_none_for_classic_sessions(spark, spark_connect):
     assert (compat.connect_client(spark) is not None) == spark_connect
 
 
-def test_arrow_to_spark_via_pandas_keeps_types_nulls_and_lists(spark):
+def test_arrow_to_spark_via_rows_keeps_types_nulls_and_lists(spark):
     table = _table()
-    df = compat.arrow_to_spark_via_pandas(spark, table)
+    df = compat.arrow_to_spark_via_rows(spark, table)
     assert df.schema.simpleString() == "struct<doc:string,position:int,features:array<float>>"
     assert [r.asDict() for r in df.collect()] == table.to_pylist()
     assert np.isclose(compat.arrow_to_spark(spark, table).where("doc = 'b'").first().features[0], 3.5)
+
+
+def test_vector_array_conversions_keep_nulls_null(spark):
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql import types as T
+
+    schema = T.StructType([T.StructField("id", T.IntegerType()), T.StructField("v", VectorUDT())])
+    df = spark.createDataFrame([(0, Vectors.dense([1.0, 2.0])), (1, None)], schema)
+    arrays = df.select("id", compat.vector_to_array(df["v"], "float32").alias("a"))
+    rows = arrays.select("id", "a", compat.array_to_vector(arrays["a"]).alias("v")).orderBy("id").collect()
+    assert rows[0].a == [1.0, 2.0] and list(rows[0].v) == [1.0, 2.0]
+    assert rows[1].a is None and rows[1].v is None

@@ -109,9 +109,14 @@ def test_keep_and_skip_account_for_every_row(spark, fitted):
 
 @pytest.mark.parametrize("kind", list(DEFECTS) + ["duplicate position"])
 def test_error_names_the_row(spark, fitted, kind):
+    from skol_spark.udf import USE_ARROW_UDF
+
     rows, bad = build_rows(1, [20], [(kind, 0, 7)])
+    defect = DEFECTS[kind][1] if kind in DEFECTS else "duplicate position"
+    if defect == "NaN position" and not USE_ARROW_UDF:
+        defect = "(NaN|null) position"  # pandas UDFs (Spark < 4.1) see a NaN double as null
     with pytest.raises(Exception, match="Invalid row in column '(doc_id|line_number|features)': " + (
-        DEFECTS[kind][1] if kind in DEFECTS else "duplicate position"
+        defect
     ) + r".* at document ('doc0'|None), line_number="):
         fitted.transform(frame(spark, rows)).collect()
 
