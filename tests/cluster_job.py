@@ -1,0 +1,51 @@
+"""Run by tests/test_local_cluster.py through spark-submit: fit and transform on a
+local-cluster whose executors get skol_spark only from --py-files; prints JSON stats."""
+
+import json
+import os
+import sys
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+import skol_spark
+from skol_spark import BiLSTMClassifier
+from skol_spark.datasets import make_synthetic_documents
+
+spark = SparkSession.builder.getOrCreate()
+train = make_synthetic_documents(spark, num_docs=20, mean_length=40, num_features=8, seed=1)
+model = BiLSTMClassifier(windowSize=16, hiddenSize=8, numLayers=1, epochs=1, seed=3).fit(train)
+digest = model._predict_spec().digest
+spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "40")
+labelled = model.transform(train.repartition(8, "doc_id")).agg(F.count("prediction")).first()[0]
+
+
+def report(frames):
+    import pandas as pd
+
+    import skol_spark as package
+    from skol_spark import predict
+
+    for _ in frames:
+        pass
+    yield pd.DataFrame(
+        {
+            "executor": [os.path.basename(os.getcwd())],
+            "pid": [os.getpid()],
+            "builds": [predict.build_count(digest)],
+            "package": [package.__file__],
+        }
+    )
+
+
+stats = spark.range(0, 64, 1, 32).mapInPandas(report, "executor string, pid long, builds long, package string")
+json.dump(
+    {
+        "rows": train.count(),
+        "labelled": labelled,
+        "driver_package": skol_spark.__file__,
+        "workers": [r.asDict() for r in stats.collect()],
+    },
+    open(sys.argv[1], "w"),
+)
+spark.stop()

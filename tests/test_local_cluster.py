@@ -1,0 +1,84 @@
+"""Several executors: local-cluster[2,1,1024] whose Python does not have skol_spark installed.
+
+The executors' interpreter is this venv's Python run with ``-S`` (no site
+module, so no .pth files: skol_spark's editable install is invisible) and the
+venv's site-packages on ``PYTHONPATH`` (every other package). skol_spark
+reaches the driver and executors only as the ``--py-files`` zip of pyspark's
+own ``bin/spark-submit``, as README's cluster recipe says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python_without_skol_spark(tmp_path: Path) -> Path:
+    site = sysconfig.get_paths()["purelib"]
+    wrapper = tmp_path / "python-no-skol"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'PYTHONPATH="{site}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+        "export PYTHONPATH\n"
+        f'exec "{sys.executable}" -S "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return wrapper
+
+
+def _spark_home(tmp_path: Path) -> Path:
+    """pyspark's package directory, linked into a temp dir: local-cluster writes SPARK_HOME/work."""
+    import pyspark
+
+    package = Path(pyspark.__file__).parent
+    home = tmp_path / "spark-home"
+    home.mkdir()
+    for name in ("bin", "jars", "python", "conf", "sbin"):
+        if (package / name).exists():
+            (home / name).symlink_to(package / name)
+    return home
+
+
+@pytest.mark.slow
+def test_local_cluster_with_py_files_builds_once_per_worker(tmp_path):
+    python = _python_without_skol_spark(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SPARK_HOME")}
+    probe = subprocess.run([str(python), "-c", "import pyspark, keras; import skol_spark"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert "No module named 'skol_spark'" in probe.stderr, probe.stderr  # but pyspark and keras load
+
+    archive = tmp_path / "skol_spark.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in (ROOT / "skol_spark").rglob("*.py"):
+            zf.write(path, path.relative_to(ROOT))
+    home = _spark_home(tmp_path)
+    env.update(SPARK_HOME=str(home), PYSPARK_PYTHON=str(python), PYSPARK_DRIVER_PYTHON=str(python),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    out = tmp_path / "stats.json"
+    done = subprocess.run(
+        [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,1024]",
+         "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=4",
+         "--conf", "spark.driver.memory=1g", "--conf", "spark.locality.wait=0", "--py-files", str(archive),
+         str(ROOT / "tests" / "cluster_job.py"), str(out)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    stats = json.loads(out.read_text())
+    assert stats["labelled"] == stats["rows"] > 0
+    assert "skol_spark.zip" in stats["driver_package"]
+    workers = stats["workers"]
+    assert all("skol_spark.zip" in w["package"] for w in workers), workers
+    assert {w["executor"] for w in workers} == {"0", "1"}, workers  # two executor JVMs
+    built = {(w["executor"], w["pid"]): w["builds"] for w in workers}
+    assert max(built.values()) == 1, built  # never rebuilt in a Python worker
+    assert sum(built.values()) >= 1, built  # the workers that labelled are among them
