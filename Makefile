@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean journals
+.PHONY: demo test install clean journals journals-transfer
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
 
-# The real-data comparison of BENCHMARKS.md (needs ../shared/data/skol-annotated).
+# The real-data comparison of BENCHMARKS.md (needs ../shared/data/skol-annotated):
+# BiLSTM, linear-chain CRF and logistic regression on the public split, and
+# across journals. JOURNALS_ARGS=--baselines-only skips the BiLSTM.
+JOURNALS_ARGS ?=
 journals: $(STAMP)
-	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --json journals.json
+	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --json journals.json $(JOURNALS_ARGS)
+
+journals-transfer: $(STAMP)
+	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --transfer --json journals-transfer.json $(JOURNALS_ARGS)
