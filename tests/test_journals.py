@@ -16,6 +16,8 @@ needs_data = pytest.mark.skipif(
 def test_read_yedda_gives_one_row_per_block_with_three_classes(spark):
     df, problems = read_yedda(spark, JOURNALS, ["Persoonia/Vol016", "Mycotaxon/Vol118"])
     assert df.columns == ["doc_id", "line_number", "text", "label"]
+    if hasattr(df, "_jdf"):  # classic Spark: the optimizer must not run the text stages on the driver
+        assert "LocalRelation" not in df.select("text")._jdf.queryExecution().optimizedPlan().toString()
     assert df.count() == 5555 + 3443
     counts = {r.label3: r["count"] for r in with_three_classes(df).groupBy("label3").count().collect()}
     assert counts == {"Nomenclature": 647 + 245, "Description": 781 + 150, "Misc-exposition": 4127 + 3048}
