@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-lts install clean journals
+.PHONY: demo test test-lts install clean journals journals-transfer
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ test-lts: $(STAMP_LTS)
 clean:
 	rm -rf $(VENV) $(VENV_LTS) build dist *.egg-info .pytest_cache
 
-# The real-data comparison of BENCHMARKS.md (needs ../shared/data/skol-annotated).
+# The real-data comparison of BENCHMARKS.md (needs ../shared/data/skol-annotated):
+# BiLSTM, linear-chain CRF and logistic regression on the public split, and
+# across journals. JOURNALS_ARGS=--baselines-only skips the BiLSTM.
+JOURNALS_ARGS ?=
 journals: $(STAMP)
-	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --json journals.json
+	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --json journals.json $(JOURNALS_ARGS)
+
+journals-transfer: $(STAMP)
+	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --transfer --json journals-transfer.json $(JOURNALS_ARGS)

@@ -138,8 +138,21 @@ def _job_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return data, stored
 
 
+def _feature_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-shape", action="store_true",
+                        help="no token-shape features (Xxxx., dddd, ...) (text input)")
+    parser.add_argument("--no-cues", action="store_true",
+                        help="no nomenclatural cues (sp. nov., years, MycoBank, ...) (text input)")
+    parser.add_argument("--num-shape-features", type=int, default=512, metavar="N",
+                        help="hashed token-shape space, text input (default: %(default)s)")
+
+
+def _feature_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {"shape": not args.no_shape, "cues": not args.no_cues, "numShapeFeatures": args.num_shape_features}
+
+
 def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
-    from skol_spark.journals import DEFAULT_CLASSIFIER
+    from skol_spark.journals import DEFAULT_CLASSIFIER, MODELS
     from skol_spark.params import WEIGHT_STRATEGIES
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -162,7 +175,8 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
                                         "without ML attributes")
     train.add_argument("--num-features", type=int, default=4096, metavar="N",
                        help="hashed TF-IDF size, text input (default: %(default)s)")
-    train.add_argument("--no-layout", action="store_true", help="TF-IDF only, no layout features (text input)")
+    train.add_argument("--no-layout", action="store_true", help="no layout features (text input)")
+    _feature_options(train)
     for option, param, kind in _HYPERPARAMETERS:
         extra: dict[str, Any] = {"choices": WEIGHT_STRATEGIES} if param == "weightStrategy" else {}
         default = DEFAULT_CLASSIFIER.get(param)
@@ -195,7 +209,8 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--master", default="local[2]", help="Spark master when no session is active")
     journals = commands.add_parser(
-        "journals", help="BiLSTM vs per-paragraph logistic regression on SKOL's annotated journals"
+        "journals", help="BiLSTM vs a linear-chain CRF and a per-paragraph logistic regression on SKOL's "
+                         "annotated journals"
     )
     journals.add_argument(
         "--data",
@@ -204,7 +219,17 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     )
     journals.add_argument("--epochs", type=int, help="override the tuned number of epochs")
     journals.add_argument("--num-features", type=int, default=4096, help="hashed TF-IDF size")
-    journals.add_argument("--no-layout", action="store_true", help="TF-IDF only, no layout features")
+    journals.add_argument("--no-layout", action="store_true", help="no layout features")
+    _feature_options(journals)
+    journals.add_argument("--models", default=",".join(MODELS), metavar="LIST",
+                          help="comma-separated models to run, from %(default)s")
+    journals.add_argument("--baselines-only", action="store_true",
+                          help="skip the BiLSTM (same as --models crf,logistic), for quick runs")
+    journals.add_argument("--transfer", action="store_true",
+                          help="journal transfer instead of the public split: train on Mycotaxon, evaluate "
+                               "on Persoonia, and the reverse")
+    journals.add_argument("--max-docs", type=int, metavar="N",
+                          help="keep only the first N documents of each split (quick runs)")
     journals.add_argument("--json", help="also write the reports and settings to this JSON file")
     journals.add_argument("--master", default="local[2]", help="Spark master when no session is active")
     return parser
@@ -233,7 +258,8 @@ def _train(args: argparse.Namespace) -> None:
               if getattr(args, param) is not None}
     if args.labels:
         params["labels"] = [name.strip() for name in args.labels.split(",")]
-    estimator = make_estimator(df, _columns(args), params, args.num_features, not args.no_layout)
+    estimator = make_estimator(df, _columns(args), params, args.num_features, not args.no_layout,
+                               _feature_values(args))
     check_destination(args.model, args.key, args.overwrite, hasattr(estimator, "getStages"))
     started = time.perf_counter()
     model = estimator.fit(df)
@@ -284,12 +310,17 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _journals(args: argparse.Namespace) -> None:
-    from skol_spark.journals import compare_on_journals
+    from skol_spark.journals import compare_on_journals, transfer_on_journals
 
     overrides = {"epochs": args.epochs} if args.epochs else {}
-    result = compare_on_journals(
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.baselines_only:
+        models = [m for m in models if m != "bilstm"]
+    run = transfer_on_journals if args.transfer else compare_on_journals
+    result = run(
         _local_spark(args.master), args.data, numFeatures=args.num_features,
-        layout=not args.no_layout, **overrides,
+        layout=not args.no_layout, max_docs=args.max_docs, models=models,
+        feature_options=_feature_values(args), **overrides,
     )
     print(result.format())
     if args.json:

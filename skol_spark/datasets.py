@@ -166,7 +166,11 @@ def read_yedda(
             raise ValueError(f"No files matching {pattern!r} under {str(directory)!r}.")
         paths.extend(found)
     table, problems = read_yedda_files(paths, root=root)
-    return arrow_to_spark(spark, table), problems
+    # Materialized once so that the plan is no LocalRelation: Spark's optimizer
+    # evaluates projections over a LocalRelation on the driver
+    # (ConvertToLocalRelation), which ran a 1 GB driver out of heap on the
+    # text features' token arrays for 40,000 paragraphs.
+    return arrow_to_spark(spark, table).localCheckpoint(), problems
 
 
 def with_three_classes(df: DataFrame, labelCol: str = "label", outputCol: str = "label3") -> DataFrame:

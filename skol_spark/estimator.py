@@ -135,6 +135,11 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         negative log-likelihood; ``probability`` then holds its per-position
         marginals and ``prediction`` their argmax.
     epochs, batchSize, learningRate, seed, validationFraction : training (10, 32, 1e-3, 0, 0.0).
+    earlyStoppingPatience : int, default 0 (off)
+        With validationFraction > 0: stop after this many epochs without a better
+        validation macro-F1 and keep the best epoch's weights; ``model.history``
+        then holds ``best_epoch`` (``[n]``, 1-based). Off by default so that
+        ``epochs`` alone decides, as before.
     predictBatchSize : int
         Windows per prediction call on the executors (256).
     weightStrategy : str
@@ -178,6 +183,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         learningRate: float | None = None,
         seed: int | None = None,
         validationFraction: float | None = None,
+        earlyStoppingPatience: int | None = None,
         predictBatchSize: int | None = None,
         weightStrategy: str | None = None,
         effectiveNumberBeta: float | None = None,
@@ -212,6 +218,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         learningRate: float | None = None,
         seed: int | None = None,
         validationFraction: float | None = None,
+        earlyStoppingPatience: int | None = None,
         predictBatchSize: int | None = None,
         weightStrategy: str | None = None,
         effectiveNumberBeta: float | None = None,
@@ -279,6 +286,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def setValidationFraction(self, value: float) -> "BiLSTMClassifier":
         return self._set(validationFraction=value)
+
+    def setEarlyStoppingPatience(self, value: int) -> "BiLSTMClassifier":
+        return self._set(earlyStoppingPatience=value)
 
     def setPredictBatchSize(self, value: int) -> "BiLSTMClassifier":
         return self._set(predictBatchSize=value)
@@ -350,6 +360,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
         check_connect_support("fit")
         self._check_window_params()
+        self._check_training_params()
         _check_input_schema(self, dataset.schema, with_label=True)
         labels, total = self._label_values(dataset)
         columns = [self.getDocIdCol(), self.getPositionCol(), self.getLabelCol(), self.getFeaturesCol()]
@@ -390,6 +401,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             learning_rate=self.getLearningRate(),
             seed=self.getSeed(),
             validation_fraction=self.getValidationFraction(),
+            early_stopping_patience=self.getEarlyStoppingPatience(),
             predict_batch_size=self.getPredictBatchSize(),
             initial_weights=self._initial_weights(data.num_features, labels),
         )

@@ -167,8 +167,13 @@ def make_estimator(
     classifier_params: dict[str, Any],
     num_features: int = 4096,
     layout: bool = True,
+    feature_options: dict[str, Any] | None = None,
 ) -> Any:
-    """A BiLSTMClassifier, or a Pipeline ending in one when labels or text need stages first."""
+    """A BiLSTMClassifier, or a Pipeline ending in one when labels or text need stages first.
+
+    ``feature_options`` (``shape``, ``cues``, ``numShapeFeatures``) go to
+    :func:`skol_spark.text_pipeline.skol_pipeline` for text input.
+    """
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import StringIndexer
     from pyspark.sql import types as T
@@ -181,7 +186,7 @@ def make_estimator(
     if input_kind(df, columns) == "text":
         return skol_pipeline(
             textCol=columns.text, labelCol=columns.label, indexedLabelCol=_INDEXED_LABEL,
-            numFeatures=num_features, layout=layout, **keys, **classifier_params,
+            numFeatures=num_features, layout=layout, **(feature_options or {}), **keys, **classifier_params,
         )
     if isinstance(df.schema[columns.label].dataType, T.NumericType):
         return BiLSTMClassifier(featuresCol=columns.features, labelCol=columns.label, **keys,

@@ -1,9 +1,15 @@
 """SKOL's real task: label mycology journal paragraphs, evaluated by volume.
 
 Training and evaluation volumes never share a paragraph or an article: the
-split is by volume. The BiLSTM is compared with a per-paragraph
-``LogisticRegression`` on the same features with the same class weights
+split is by volume. Three models are compared on the same split: the BiLSTM;
+a linear-chain CRF over paragraphs (:mod:`skol_spark.crf_baseline`, its own
+hand-written features, trained on the driver); and a per-paragraph
+``LogisticRegression`` on the BiLSTM's features with the same class weights
 (``weightCol``), the baseline the original project settled on.
+
+:func:`transfer_on_journals` repeats the comparison across journals: trained
+on Mycotaxon's training volumes, evaluated on Persoonia's evaluation volume,
+and the reverse (:data:`TRANSFER_SPLITS`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from pyspark.ml.feature import StringIndexer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from skol_spark.class_weights import compute_class_weights
+from skol_spark.crf_baseline import CRFSettings, collect_sequences, crf_confusion, fit_crf
 from skol_spark.datasets import read_yedda, with_three_classes
 from skol_spark.estimator import BiLSTMClassifier
 from skol_spark.evaluation import ClassificationReport, classification_report
@@ -29,9 +37,12 @@ from skol_spark.text_pipeline import text_feature_stages
 __all__ = [
     "TRAIN_VOLUMES",
     "EVAL_VOLUMES",
+    "TRANSFER_SPLITS",
+    "MODELS",
     "DEFAULT_CLASSIFIER",
     "JournalComparison",
     "compare_on_journals",
+    "transfer_on_journals",
 ]
 
 logger = logging.getLogger("skol_spark")
@@ -45,6 +56,27 @@ TRAIN_VOLUMES = (
     "Persoonia/Vol016",
 )
 EVAL_VOLUMES = ("Mycotaxon/Vol058", "Mycotaxon/Vol118", "Persoonia/Vol017")
+
+# Journal transfer: one journal's training volumes in, the other journal's
+# evaluation volumes out, so no evaluated volume is ever one settings are chosen on.
+TRANSFER_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Mycotaxon -> Persoonia": (
+        tuple(v for v in TRAIN_VOLUMES if v.startswith("Mycotaxon/")),
+        tuple(v for v in EVAL_VOLUMES if v.startswith("Persoonia/")),
+    ),
+    "Persoonia -> Mycotaxon": (
+        tuple(v for v in TRAIN_VOLUMES if v.startswith("Persoonia/")),
+        tuple(v for v in EVAL_VOLUMES if v.startswith("Mycotaxon/")),
+    ),
+}
+
+# The compared models, in table order.
+MODELS = ("bilstm", "crf", "logistic")
+MODEL_TITLES = {
+    "bilstm": "BiLSTMClassifier (skol_spark)",
+    "crf": "linear-chain CRF (sklearn-crfsuite, own features)",
+    "logistic": "LogisticRegression per paragraph, same features and weights",
+}
 
 # Chosen on the training volumes only (see BENCHMARKS.md).
 DEFAULT_CLASSIFIER: dict[str, Any] = dict(
@@ -62,38 +94,72 @@ DEFAULT_CLASSIFIER: dict[str, Any] = dict(
 
 @dataclass
 class JournalComparison:
-    """BiLSTM and baseline reports on the evaluation volumes, with the settings used."""
+    """Reports of the compared models on the evaluation volumes, with the settings used.
 
-    bilstm: ClassificationReport
-    baseline: ClassificationReport
+    ``reports`` and ``fit_seconds`` are keyed by the names in :data:`MODELS`
+    (those that ran); ``bilstm``, ``crf`` and ``baseline`` (the logistic
+    regression) are shortcuts, None for a model that did not run.
+    """
+
+    reports: dict[str, ClassificationReport]
     settings: dict[str, Any]
-    fit_seconds: float
+    fit_seconds: dict[str, float]
     history: dict[str, list[float]] = field(default_factory=dict)
     model: Any = field(default=None, repr=False)
     features: Any = field(default=None, repr=False)
     eval_features: Any = field(default=None, repr=False)
 
-    def format(self) -> str:
-        lines = [
-            self.bilstm.format("BiLSTMClassifier (skol_spark)"),
-            "",
-            self.baseline.format("LogisticRegression per paragraph, same features and weights"),
-            "",
-            f"macro-F1 gain {self.bilstm.macro_f1 - self.baseline.macro_f1:+.4f}; "
-            f"Nomenclature F1 gain {self.bilstm.f1_of('Nomenclature') - self.baseline.f1_of('Nomenclature'):+.4f}; "
-            f"Description F1 gain {self.bilstm.f1_of('Description') - self.baseline.f1_of('Description'):+.4f}",
-            f"BiLSTM training: {self.fit_seconds:.0f} s",
-        ]
+    @property
+    def bilstm(self) -> ClassificationReport | None:
+        return self.reports.get("bilstm")
+
+    @property
+    def crf(self) -> ClassificationReport | None:
+        return self.reports.get("crf")
+
+    @property
+    def baseline(self) -> ClassificationReport | None:
+        return self.reports.get("logistic")
+
+    def table(self) -> str:
+        """One line per model: macro-F1, F1 per class, accuracy, fit seconds."""
+        labels = next(iter(self.reports.values())).labels
+        header = f"{'model':<10} {'macro-F1':>9} " + " ".join(f"{label:>16}" for label in labels)
+        lines = [header + f" {'accuracy':>9} {'fit s':>7}"]
+        for name, report in self.reports.items():
+            f1 = " ".join(f"{report.f1_of(label):>16.4f}" for label in labels)
+            lines.append(
+                f"{name:<10} {report.macro_f1:>9.4f} {f1} {report.accuracy:>9.4f} "
+                f"{self.fit_seconds.get(name, float('nan')):>7.1f}"
+            )
         return "\n".join(lines)
 
+    def format(self) -> str:
+        lines = [self.table(), ""]
+        for name, report in self.reports.items():
+            lines += [report.format(MODEL_TITLES[name]), ""]
+        if self.bilstm is not None:
+            for name in ("crf", "logistic"):
+                other = self.reports.get(name)
+                if other is not None:
+                    lines.append(
+                        f"BiLSTM vs {name}: macro-F1 gain {self.bilstm.macro_f1 - other.macro_f1:+.4f}; "
+                        f"Nomenclature F1 gain {self.bilstm.f1_of('Nomenclature') - other.f1_of('Nomenclature'):+.4f}; "
+                        f"Description F1 gain {self.bilstm.f1_of('Description') - other.f1_of('Description'):+.4f}"
+                    )
+        return "\n".join(lines).rstrip()
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "bilstm": self.bilstm.to_dict(),
-            "baseline": self.baseline.to_dict(),
+        out: dict[str, Any] = {
             "settings": self.settings,
             "fit_seconds": self.fit_seconds,
             "history": self.history,
         }
+        # Keys of earlier versions: "bilstm" and "baseline" (the logistic regression).
+        for name, key in (("bilstm", "bilstm"), ("crf", "crf"), ("logistic", "baseline")):
+            if name in self.reports:
+                out[key] = self.reports[name].to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -106,6 +172,15 @@ def load_volumes(spark: SparkSession, root: str | os.PathLike, volumes: Sequence
     return with_three_classes(df)
 
 
+def _check_models(models: Sequence[str]) -> tuple[str, ...]:
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(
+            f"Expected models to be a non-empty subset of {', '.join(MODELS)}. Received: {list(models)}"
+        )
+    return tuple(m for m in MODELS if m in models)
+
+
 def compare_on_journals(
     spark: SparkSession,
     root: str | os.PathLike,
@@ -114,13 +189,21 @@ def compare_on_journals(
     numFeatures: int = 4096,
     layout: bool = True,
     max_docs: int | None = None,
+    models: Sequence[str] = MODELS,
+    crf: CRFSettings = CRFSettings(),
+    feature_options: dict[str, Any] | None = None,
     **classifier_params: Any,
 ) -> JournalComparison:
-    """Fit features on the training volumes, then the BiLSTM and the baseline; evaluate both.
+    """Fit features on the training volumes, then the chosen models; evaluate each.
 
-    ``max_docs`` keeps only the first documents of each split (for quick runs);
-    ``classifier_params`` override :data:`DEFAULT_CLASSIFIER`.
+    ``models`` picks from :data:`MODELS` (``("crf", "logistic")`` for a quick
+    run without the BiLSTM); ``max_docs`` keeps only the first documents of
+    each split; ``crf`` holds the CRF's settings; ``feature_options`` go to
+    :func:`skol_spark.text_pipeline.text_feature_stages` (BiLSTM and logistic
+    regression features); ``classifier_params`` override :data:`DEFAULT_CLASSIFIER`.
+    The logistic regression weights classes as the BiLSTM's ``weightStrategy`` does.
     """
+    models = _check_models(models)
     params = {**DEFAULT_CLASSIFIER, **classifier_params}
     train = load_volumes(spark, root, train_volumes)
     test = load_volumes(spark, root, eval_volumes)
@@ -128,39 +211,95 @@ def compare_on_journals(
         train, test = _first_docs(train, max_docs), _first_docs(test, max_docs)
     features = Pipeline(
         stages=[
-            *text_feature_stages("text", "features", numFeatures, layout),
+            *text_feature_stages("text", "features", numFeatures, layout, **(feature_options or {})),
             StringIndexer(inputCol="label3", outputCol="label_index", stringOrderType="alphabetAsc"),
         ]
     ).fit(train)
+    labels = list(features.stages[-1].labels)
     keep = ["doc_id", "line_number", "features", F.col("label_index").alias("label")]
     train_f = features.transform(train).select(*keep).cache()
     test_f = features.transform(test).select(*keep).cache()
     train_f.count(), test_f.count()
 
-    started = time.perf_counter()
-    model = BiLSTMClassifier(**params).fit(train_f)
-    fit_seconds = time.perf_counter() - started
-    labels = model.labels_
-    bilstm = classification_report(model.transform(test_f), labels)
-
-    weights = model.getClassWeightsUsed()
-    weight = F.element_at(F.array(*[F.lit(w) for w in weights]), F.col("label").cast("int") + 1)
-    logistic = LogisticRegression(weightCol="weight", maxIter=100, regParam=1e-4).fit(
-        train_f.withColumn("weight", weight)
-    )
-    baseline = classification_report(logistic.transform(test_f), labels)
+    reports: dict[str, ClassificationReport] = {}
+    fit_seconds: dict[str, float] = {}
+    model, history = None, {}
+    if "bilstm" in models:
+        started = time.perf_counter()
+        model = BiLSTMClassifier(**params).fit(train_f)
+        fit_seconds["bilstm"] = time.perf_counter() - started
+        reports["bilstm"] = classification_report(model.transform(test_f), labels)
+        weights, history = model.getClassWeightsUsed(), model.history
+    else:
+        counts = dict(train_f.groupBy("label").count().collect())
+        weights = compute_class_weights(
+            [counts.get(float(i), 0) for i in range(len(labels))], params["weightStrategy"]
+        )
+    if "crf" in models:
+        train_texts, train_labels = collect_sequences(train)
+        started = time.perf_counter()
+        fitted = fit_crf(train_texts, train_labels, crf)
+        fit_seconds["crf"] = time.perf_counter() - started
+        test_texts, test_labels = collect_sequences(test)
+        reports["crf"] = ClassificationReport(labels, crf_confusion(fitted, test_texts, test_labels, labels, crf))
+    if "logistic" in models:
+        weight = F.element_at(F.array(*[F.lit(w) for w in weights]), F.col("label").cast("int") + 1)
+        started = time.perf_counter()
+        logistic = LogisticRegression(weightCol="weight", maxIter=100, regParam=1e-4).fit(
+            train_f.withColumn("weight", weight)
+        )
+        fit_seconds["logistic"] = time.perf_counter() - started
+        reports["logistic"] = classification_report(logistic.transform(test_f), labels)
     train_f.unpersist()
     settings = {
         "train_volumes": list(train_volumes),
         "eval_volumes": list(eval_volumes),
         "numFeatures": numFeatures,
         "layout": layout,
+        "feature_options": dict(feature_options or {}),
         "max_docs": max_docs,
+        "models": list(models),
         "classifier": params,
+        "crf": crf.to_dict(),
         "class_weights": dict(zip(labels, weights)),
     }
-    return JournalComparison(
-        bilstm, baseline, settings, fit_seconds, model.history, model, features, test_f
+    return JournalComparison(reports, settings, fit_seconds, history, model, features, test_f)
+
+
+@dataclass
+class JournalTransfer:
+    """One :class:`JournalComparison` per direction of :data:`TRANSFER_SPLITS`."""
+
+    directions: dict[str, JournalComparison]
+
+    def format(self) -> str:
+        parts = []
+        for name, result in self.directions.items():
+            train, evaluate = result.settings["train_volumes"], result.settings["eval_volumes"]
+            parts.append(f"{name}: trained on {', '.join(train)}; evaluated on {', '.join(evaluate)}")
+            parts.append(result.table())
+            parts.append("")
+        return "\n".join(parts).rstrip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transfer": {name: r.to_dict() for name, r in self.directions.items()}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def transfer_on_journals(
+    spark: SparkSession,
+    root: str | os.PathLike,
+    splits: dict[str, tuple[Sequence[str], Sequence[str]]] = TRANSFER_SPLITS,
+    **options: Any,
+) -> JournalTransfer:
+    """:func:`compare_on_journals` once per (train, evaluate) pair of ``splits``."""
+    return JournalTransfer(
+        {
+            name: compare_on_journals(spark, root, train, evaluate, **options)
+            for name, (train, evaluate) in splits.items()
+        }
     )
 
 

@@ -164,6 +164,15 @@ class _BiLSTMParams(
             "validationFraction", TypeConverters.toFloat, lambda v: 0 <= v < 1, "a fraction in [0, 1)"
         ),
     )
+    earlyStoppingPatience: "Param[int]" = Param(
+        Params._dummy(),
+        "earlyStoppingPatience",
+        "epochs without a better validation macro-F1 before training stops, then the best "
+        "epoch's weights are restored (history['best_epoch']); 0 = off. Needs validationFraction > 0.",
+        typeConverter=_checked(
+            "earlyStoppingPatience", TypeConverters.toInt, lambda v: v >= 0, "an integer >= 0"
+        ),
+    )
     predictBatchSize: "Param[int]" = Param(
         Params._dummy(),
         "predictBatchSize",
@@ -235,6 +244,7 @@ class _BiLSTMParams(
             learningRate=0.001,
             seed=0,
             validationFraction=0.0,
+            earlyStoppingPatience=0,
             predictBatchSize=256,
             weightStrategy="inverse",
             effectiveNumberBeta=0.999,
@@ -283,6 +293,9 @@ class _BiLSTMParams(
     def getValidationFraction(self) -> float:
         return self.getOrDefault(self.validationFraction)
 
+    def getEarlyStoppingPatience(self) -> int:
+        return self.getOrDefault(self.earlyStoppingPatience)
+
     def getPredictBatchSize(self) -> int:
         return self.getOrDefault(self.predictBatchSize)
 
@@ -300,6 +313,17 @@ class _BiLSTMParams(
 
     def getUseGpu(self) -> bool:
         return self.getOrDefault(self.useGpu)
+
+    def _check_training_params(self) -> None:
+        """Cross-param checks of training only."""
+        if self.getEarlyStoppingPatience() > 0 and self.getValidationFraction() <= 0:
+            raise ValueError(
+                "Expected validationFraction > 0 with earlyStoppingPatience > 0: early stopping "
+                "watches the validation macro-F1. Received: "
+                f"earlyStoppingPatience={self.getEarlyStoppingPatience()}, "
+                f"validationFraction={self.getValidationFraction()}. Set validationFraction "
+                "(e.g. 0.1) or earlyStoppingPatience=0."
+            )
 
     def _check_window_params(self) -> None:
         """Cross-param checks the per-Param converters cannot make."""

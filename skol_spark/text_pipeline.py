@@ -1,10 +1,25 @@
 """A text-to-labels Pipeline for journal paragraphs, from built-in Spark stages.
 
-Stages: ``RegexTokenizer`` -> ``HashingTF`` -> ``IDF`` (hashed TF-IDF, sparse),
-optionally cheap layout features computed in SQL (length, capitals, digits,
-punctuation, line count, first and last character) assembled beside them,
-then ``StringIndexer`` for the label and :class:`BiLSTMClassifier`. Every stage
-is a stock Spark stage or ours, so the fitted Pipeline saves and loads.
+Stages: ``RegexTokenizer`` -> ``HashingTF`` -> ``IDF`` (hashed TF-IDF of
+lowercased words, sparse); then what a taxonomist reads besides the words,
+each optional and assembled beside them:
+
+- ``shape``: case- and punctuation-preserving tokens mapped to their shape
+  (``Fig.`` -> ``Xxx.``, ``1987`` -> ``dddd``, ``Agaricus`` -> ``Xxxxx``,
+  ``(`` -> ``(``; runs of one character longer than four are cut to four), with
+  their bigrams, hashed into a space of their own (binary, IDF-weighted);
+- ``cues``: nomenclatural and bibliographic cues as 0/1 columns (a year,
+  ``sp. nov.``, ``comb. nov.``, ``gen. nov.``, ``nom. illeg.`` and the other
+  ``nom.`` statuses, ``≡``, a leading ``=``, ``Fig.``, ``MycoBank`` or
+  ``MB 123``, an author abbreviation in parentheses, ``et al.``) and the
+  number of years;
+- ``layout``: length, line count, shares of capitals / digits /
+  punctuation, starts with a capital, ends with a period.
+
+Context (the paragraphs around) is the sequence model's business: no stage
+copies a neighbour's features. Then ``StringIndexer`` for the label and
+:class:`BiLSTMClassifier`. Every stage is a stock Spark stage or ours, so the
+fitted Pipeline saves and loads.
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ from pyspark.ml.param import Params
 from pyspark.ml.feature import (
     IDF,
     HashingTF,
+    NGram,
     RegexTokenizer,
     SQLTransformer,
     StringIndexer,
@@ -24,7 +40,15 @@ from pyspark.ml.feature import (
 
 from skol_spark.estimator import BiLSTMClassifier
 
-__all__ = ["LAYOUT_COLUMNS", "layout_stage", "text_feature_stages", "skol_pipeline"]
+__all__ = [
+    "LAYOUT_COLUMNS",
+    "CUE_COLUMNS",
+    "layout_stage",
+    "cue_stage",
+    "shape_stages",
+    "text_feature_stages",
+    "skol_pipeline",
+]
 
 LAYOUT_COLUMNS = (
     "layout_length",
@@ -58,25 +82,93 @@ def layout_stage(textCol: str = "text") -> SQLTransformer:
     return SQLTransformer(statement=f"SELECT *, {', '.join(expressions)} FROM __THIS__")
 
 
+# (column, Java regex searched in the paragraph): the cues of cue_stage.
+CUES = (
+    ("cue_year", r"(?<![0-9])(1[5-9][0-9]{2}|20[0-9]{2})(?![0-9])"),
+    ("cue_sp_nov", r"(?i)\b(sp|spec|var|f|subsp)\.\s*nov\."),
+    ("cue_comb_nov", r"(?i)\b(comb|stat)\.\s*nov\."),
+    ("cue_gen_nov", r"(?i)\b(gen|fam|ord)\.\s*nov\."),
+    ("cue_nom_status", r"(?i)\bnom\.\s*(illeg|inval|nud|cons|rej|superfl|conf)\."),
+    ("cue_equiv", "≡"),
+    ("cue_starts_equals", r"^\s*="),
+    ("cue_fig", r"\bFigs?\."),
+    ("cue_mycobank", r"(?i)\bmycobank\b|\bMB\s*#?\s*[0-9]{3,}"),
+    ("cue_author_parens", r"\(\p{Lu}[\p{L}'`.\s&-]{0,40}\)\s*\p{Lu}"),
+    ("cue_et_al", r"\bet\s+al\."),
+)
+CUE_COLUMNS = (*(name for name, _ in CUES), "cue_years")
+
+# Words keep a final period (``sp.``, ``A.``), numbers and single symbols stand alone.
+SHAPE_TOKEN_PATTERN = r"\p{L}+\.?|\p{N}+|[^\p{L}\p{N}\s]"
+
+
+def _sql_string(value: str) -> str:
+    """``value`` as a Spark SQL string literal (backslashes and quotes escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def cue_stage(textCol: str = "text") -> SQLTransformer:
+    """The columns of :data:`CUE_COLUMNS`: 0/1 per cue, and log1p(number of years) / 3."""
+    t = f"`{textCol}`"
+    expressions = [f"CAST(coalesce({t}, '') RLIKE {_sql_string(p)} AS DOUBLE) AS {name}" for name, p in CUES]
+    year = _sql_string(CUES[0][1])
+    expressions.append(f"log1p(size(regexp_extract_all(coalesce({t}, ''), {year}, 0))) / 3 AS cue_years")
+    return SQLTransformer(statement=f"SELECT *, {', '.join(expressions)} FROM __THIS__")
+
+
+def shape_stages(
+    textCol: str = "text", outputCol: str = "shape_tfidf", numFeatures: int = 512, minDocFreq: int = 2
+) -> list[Params]:
+    """Stages from text to the IDF-weighted, hashed, binary bag of token shapes and shape bigrams."""
+    shape = "regexp_replace(regexp_replace(regexp_replace(t, '\\\\p{Lu}', 'X'), '\\\\p{Ll}', 'x'), '\\\\p{N}', 'd')"
+    short = f"regexp_replace({shape}, '(.)\\\\1{{4,}}', '$1$1$1$1')"
+    return [
+        RegexTokenizer(inputCol=textCol, outputCol="shape_tokens", pattern=SHAPE_TOKEN_PATTERN,
+                       gaps=False, toLowercase=False, minTokenLength=1),
+        SQLTransformer(statement=f"SELECT *, transform(shape_tokens, t -> {short}) AS shapes FROM __THIS__"),
+        NGram(inputCol="shapes", outputCol="shape_bigrams", n=2),
+        SQLTransformer(statement="SELECT *, concat(shapes, shape_bigrams) AS shape_terms FROM __THIS__"),
+        HashingTF(inputCol="shape_terms", outputCol="shape_tf", numFeatures=numFeatures, binary=True),
+        IDF(inputCol="shape_tf", outputCol=outputCol, minDocFreq=minDocFreq),
+    ]
+
+
 def text_feature_stages(
     textCol: str = "text",
     outputCol: str = "features",
     numFeatures: int = 4096,
     layout: bool = True,
     minDocFreq: int = 2,
+    *,
+    shape: bool = True,
+    cues: bool = True,
+    numShapeFeatures: int = 512,
 ) -> list[Params]:
-    """Stages from a text column to a feature Vector column (hashed TF-IDF [+ layout])."""
-    tfidf_col = "tfidf" if layout else outputCol
+    """Stages from a text column to a feature Vector column.
+
+    Hashed TF-IDF of words, then (each optional) token shapes
+    (``numShapeFeatures`` hashed slots), nomenclatural cues and layout.
+    ``shape=False, cues=False`` gives the feature set of skol_spark 0.x.
+    """
+    if numShapeFeatures < 1:
+        raise ValueError(f"Expected numShapeFeatures >= 1. Received: {numShapeFeatures}")
+    parts = ["tfidf"] if (layout or shape or cues) else [outputCol]
     stages: list[Params] = [
         RegexTokenizer(inputCol=textCol, outputCol="tokens", pattern=r"[^\p{L}\p{N}]+", toLowercase=True),
         HashingTF(inputCol="tokens", outputCol="tf", numFeatures=numFeatures),
-        IDF(inputCol="tf", outputCol=tfidf_col, minDocFreq=minDocFreq),
+        IDF(inputCol="tf", outputCol=parts[0], minDocFreq=minDocFreq),
     ]
+    if shape:
+        stages += shape_stages(textCol, "shape_tfidf", numShapeFeatures, minDocFreq)
+        parts.append("shape_tfidf")
+    if cues:
+        stages.append(cue_stage(textCol))
+        parts += CUE_COLUMNS
     if layout:
-        stages += [
-            layout_stage(textCol),
-            VectorAssembler(inputCols=[tfidf_col, *LAYOUT_COLUMNS], outputCol=outputCol),
-        ]
+        stages.append(layout_stage(textCol))
+        parts += LAYOUT_COLUMNS
+    if len(parts) > 1:
+        stages.append(VectorAssembler(inputCols=parts, outputCol=outputCol))
     return stages
 
 
@@ -86,6 +178,9 @@ def skol_pipeline(
     indexedLabelCol: str = "label_index",
     numFeatures: int = 4096,
     layout: bool = True,
+    shape: bool = True,
+    cues: bool = True,
+    numShapeFeatures: int = 512,
     **classifier_params: Any,
 ) -> Pipeline:
     """Text and a string label in, a Pipeline ending in :class:`BiLSTMClassifier`.
@@ -93,6 +188,8 @@ def skol_pipeline(
     ``labelCol`` holds class names (``label3`` from
     :func:`skol_spark.datasets.with_three_classes`); ``StringIndexer`` writes
     their indices, in alphabetical order of the names, to ``indexedLabelCol``.
+    ``numFeatures``, ``layout``, ``shape``, ``cues`` and ``numShapeFeatures``
+    choose the features (:func:`text_feature_stages`).
 
     Examples
     --------
@@ -101,7 +198,10 @@ def skol_pipeline(
     """
     return Pipeline(
         stages=[
-            *text_feature_stages(textCol, "features", numFeatures, layout),
+            *text_feature_stages(
+                textCol, "features", numFeatures, layout,
+                shape=shape, cues=cues, numShapeFeatures=numShapeFeatures,
+            ),
             StringIndexer(inputCol=labelCol, outputCol=indexedLabelCol, stringOrderType="alphabetAsc"),
             BiLSTMClassifier(featuresCol="features", labelCol=indexedLabelCol, **classifier_params),
         ]

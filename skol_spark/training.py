@@ -53,6 +53,7 @@ class TrainingConfig:
     learning_rate: float
     seed: int
     validation_fraction: float
+    early_stopping_patience: int
     predict_batch_size: int
     initial_weights: list[np.ndarray] | None = field(default=None, repr=False)
 
@@ -137,6 +138,36 @@ class _EpochLog(keras.callbacks.Callback):
         )
 
 
+class _BestEpoch(keras.callbacks.Callback):
+    """Early stopping on validation macro-F1 (logged by _EpochLog, which runs first).
+
+    Keeps the weights of the first epoch with the best score, stops after
+    ``patience`` epochs without a strictly better one, and restores them when
+    training ends; ``best_epoch`` is 1-based.
+    """
+
+    def __init__(self, patience: int):
+        super().__init__()
+        self.patience = patience
+        self.best_score, self.best_epoch, self.best_weights = -math.inf, 0, None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        score = (logs or {})["val_macro_f1"]
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch + 1
+            self.best_weights = self.model.get_weights()
+        elif epoch + 1 - self.best_epoch >= self.patience:
+            logger.info(
+                "early stopping after epoch %d: best validation macro-F1 %.4f at epoch %d",
+                epoch + 1, self.best_score, self.best_epoch,
+            )
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
 def split_documents(num_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation document indices; validation keeps at least one document."""
     docs = np.arange(num_docs)
@@ -182,14 +213,22 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
         validation = _WindowBatches(
             data, starts[~is_train], lengths[~is_train], config.window_size, config.batch_size
         )
+    callbacks: list[keras.callbacks.Callback] = [_EpochLog(data, val_docs, config)]
+    if config.early_stopping_patience > 0:
+        if len(val_docs):
+            callbacks.append(_BestEpoch(config.early_stopping_patience))
+        else:
+            logger.warning("early stopping is off: %d document(s) leave none for validation", len(data.doc_lengths))
     history = trainer.fit(
         train,
         validation_data=validation,
         epochs=config.epochs,
         verbose=0,
-        callbacks=[_EpochLog(data, val_docs, config)],
+        callbacks=callbacks,
     )
     clean = {k: [float(v) for v in values] for k, values in history.history.items()}
+    if len(callbacks) > 1:
+        clean["best_epoch"] = [float(callbacks[1].best_epoch)]
     return model, clean
 
 

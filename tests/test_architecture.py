@@ -24,7 +24,8 @@ MODULE_MAP = {
     **{m: (3, "stores") for m in ("persistence", "stores", "keras_files")},
     "estimator": (4, "stages"),
     **{m: (5, "entry points") for m in (
-        "datasets", "evaluation", "text_pipeline", "journals", "jobs", "cli", "submit", "__main__", "__init__",
+        "datasets", "evaluation", "text_pipeline", "crf_baseline", "journals", "jobs", "cli", "submit", "__main__",
+        "__init__",
     )},
 }
 

@@ -16,6 +16,8 @@ needs_data = pytest.mark.skipif(
 def test_read_yedda_gives_one_row_per_block_with_three_classes(spark):
     df, problems = read_yedda(spark, JOURNALS, ["Persoonia/Vol016", "Mycotaxon/Vol118"])
     assert df.columns == ["doc_id", "line_number", "text", "label"]
+    if hasattr(df, "_jdf"):  # classic Spark: the optimizer must not run the text stages on the driver
+        assert "LocalRelation" not in df.select("text")._jdf.queryExecution().optimizedPlan().toString()
     assert df.count() == 5555 + 3443
     counts = {r.label3: r["count"] for r in with_three_classes(df).groupBy("label3").count().collect()}
     assert counts == {"Nomenclature": 647 + 245, "Description": 781 + 150, "Misc-exposition": 4127 + 3048}
@@ -42,10 +44,45 @@ def test_small_journal_comparison_runs(spark):
         windowSize=20, hiddenSize=8, numLayers=1, epochs=1,
     )
     assert result.bilstm.labels == ["Description", "Misc-exposition", "Nomenclature"]
-    assert result.bilstm.confusion.sum() == result.baseline.confusion.sum() > 0
+    assert result.bilstm.confusion.sum() == result.baseline.confusion.sum() == result.crf.confusion.sum() > 0
+    assert list(result.reports) == ["bilstm", "crf", "logistic"] and set(result.fit_seconds) == set(result.reports)
     text = result.format()
     assert "macro-F1 gain" in text and "Nomenclature" in text
-    assert result.to_dict()["settings"]["classifier"]["windowSize"] == 20
+    assert text.splitlines()[1].startswith("bilstm") and text.splitlines()[2].startswith("crf")
+    out = result.to_dict()
+    assert out["settings"]["classifier"]["windowSize"] == 20
+    assert {"bilstm", "crf", "baseline"} <= set(out) and out["settings"]["crf"]["c1"] == 0.1
+
+
+def test_journal_models_are_checked(spark):
+    from skol_spark.journals import compare_on_journals
+
+    with pytest.raises(ValueError, match="Expected models to be a non-empty subset of bilstm, crf, logistic"):
+        compare_on_journals(spark, JOURNALS, models=["crf", "svm"])
+    with pytest.raises(ValueError, match="Expected models to be a non-empty subset"):
+        compare_on_journals(spark, JOURNALS, models=[])
+
+
+@needs_data
+def test_journal_transfer_baselines_from_the_command_line(spark, tmp_path, capsys):
+    import json
+
+    from skol_spark.cli import main
+    from skol_spark.journals import TRANSFER_SPLITS
+
+    path = tmp_path / "transfer.json"
+    code = main(["journals", "--transfer", "--baselines-only", "--max-docs", "3", "--num-features", "128",
+                 "--data", str(JOURNALS), "--json", str(path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Mycotaxon -> Persoonia: trained on Mycotaxon/Vol054" in printed and "Persoonia -> Mycotaxon" in printed
+    directions = json.loads(path.read_text())["transfer"]
+    assert list(directions) == list(TRANSFER_SPLITS)
+    for name, (train, evaluate) in TRANSFER_SPLITS.items():
+        result = directions[name]
+        assert result["settings"]["train_volumes"] == list(train) and result["settings"]["eval_volumes"] == list(evaluate)
+        assert "bilstm" not in result and result["crf"]["per_class"] and result["baseline"]["per_class"]
+        assert not {v.split("/")[0] for v in train} & {v.split("/")[0] for v in evaluate}
 
 
 @needs_data

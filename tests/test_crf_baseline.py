@@ -1,0 +1,103 @@
+"""The CRF baseline: its features (pure Python), its fit, and its missing-dependency error."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from skol_spark.crf_baseline import (
+    CRFSettings,
+    collect_sequences,
+    crf_confusion,
+    document_features,
+    fit_crf,
+    paragraph_features,
+    paragraph_shape,
+)
+
+NOMENCLATURE = "Agaricus niger Smith, sp. nov. MycoBank MB 512345. Fig. 3. ≡ Boletus niger (Fr.) Sacc. 1887."
+DESCRIPTION = "Pileus 2-5 cm broad, convex, brown; lamellae free, crowded, white."
+MISC = "We thank the curators for the loan of specimens"
+
+
+def test_shape_has_the_issue_cues():
+    shape = paragraph_shape(NOMENCLATURE)
+    for cue in ("starts_upper", "ends_period", "year", "sp_nov", "equiv", "fig", "mycobank"):
+        assert shape[cue] == 1.0, cue
+    assert "comb_nov" not in shape and "starts_equals" not in shape
+    assert paragraph_shape("= Boletus niger Fr., comb. nov.")["starts_equals"] == 1.0
+    assert paragraph_shape("= Boletus niger Fr., comb. nov.")["comb_nov"] == 1.0
+    plain = paragraph_shape(MISC)
+    assert "ends_period" not in plain and "year" not in plain and "cap=0" in plain and "dig=0" in plain
+    assert "lines=3" in paragraph_shape("a\nb\nc") and "lines=6" in paragraph_shape("a\n" * 20)
+    # Binned shares: 10 bins by default, the top bin closed.
+    assert "cap=9" in paragraph_shape("ABC") and "dig=9" in paragraph_shape("2024")
+    assert "cap=1" in paragraph_shape("ABC", ratio_bins=2)
+    assert "year" not in paragraph_shape("MB 512345 and 12345")  # digits of a longer number are no year
+
+
+def test_words_are_lowercased_binary_and_capped():
+    text = " ".join(f"Word{i}" for i in range(100)) + " word0"
+    words = {k for k in paragraph_features(text) if k.startswith("w=")}
+    assert len(words) == 60 and "w=word0" in words and "w=word59" in words and "w=word60" not in words
+    assert paragraph_features(text)["w=word0"] == 1.0
+    assert len({k for k in paragraph_features(text, CRFSettings(max_tokens=5)) if k.startswith("w=")}) == 5
+
+
+def test_neighbours_give_shape_and_first_words_with_document_flags():
+    items = document_features([NOMENCLATURE, DESCRIPTION, MISC])
+    first, middle, last = items
+    assert first["doc_start"] == 1.0 and "doc_end" not in first
+    assert last["doc_end"] == 1.0 and "doc_start" not in last
+    assert "doc_start" not in middle and "doc_end" not in middle
+    assert middle["-1:sp_nov"] == 1.0 and middle["-1:w0=agaricus"] == 1.0 and middle["-1:w2=smith"] == 1.0
+    assert "-1:w3=sp" not in middle  # three words of each neighbour
+    assert middle["+1:w0=we"] == 1.0 and "+1:ends_period" not in middle
+    assert first["+1:ends_period"] == 1.0
+    # Neighbours' words beyond the first three, and their word unigrams, are not copied.
+    assert not any(k.startswith("-1:w=") or k.startswith("+1:w=") for k in middle)
+
+
+def _toy_corpus(n_docs=12):
+    texts, labels = [], []
+    for d in range(n_docs):
+        texts.append([MISC, NOMENCLATURE.replace("niger", f"species{d}"), DESCRIPTION, DESCRIPTION, MISC])
+        labels.append(["Misc-exposition", "Nomenclature", "Description", "Description", "Misc-exposition"])
+    return texts, labels
+
+
+def test_fit_crf_learns_a_toy_corpus():
+    pytest.importorskip("sklearn_crfsuite")
+    texts, labels = _toy_corpus()
+    settings = CRFSettings(max_iterations=50)
+    crf = fit_crf(texts, labels, settings)
+    names = ["Description", "Misc-exposition", "Nomenclature"]
+    confusion = crf_confusion(crf, texts, labels, names, settings)
+    assert confusion.sum() == 60
+    assert np.array_equal(confusion, np.diag(np.diag(confusion)))  # all right
+    assert np.array_equal(np.diag(confusion), [24, 24, 12])
+
+
+def test_fit_crf_refuses_misaligned_labels():
+    pytest.importorskip("sklearn_crfsuite")
+    texts, labels = _toy_corpus(2)
+    labels[1] = labels[1][:-1]
+    with pytest.raises(ValueError, match="Expected one label per paragraph in every document"):
+        fit_crf(texts, labels)
+
+
+def test_missing_sklearn_crfsuite_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn_crfsuite", None)  # what an absent package looks like to import
+    texts, labels = _toy_corpus(2)
+    with pytest.raises(ImportError, match=r'pip install "skol_spark\[bench\]"'):
+        fit_crf(texts, labels)
+
+
+def test_collect_sequences_orders_paragraphs_within_documents(spark):
+    df = spark.createDataFrame(
+        [("b", 1, "b1", "x"), ("a", 2, "a2", "z"), ("a", 0, "a0", "x"), ("a", 1, None, "y"), ("b", 0, "b0", "y")],
+        ["doc_id", "line_number", "text", "label3"],
+    )
+    texts, labels = collect_sequences(df)
+    assert texts == [["a0", "", "a2"], ["b0", "b1"]]
+    assert labels == [["x", "y", "z"], ["y", "x"]]

@@ -1,0 +1,73 @@
+"""The text features: token shapes, nomenclatural cues, layout; all stock Spark stages that save and load."""
+
+import numpy as np
+import pytest
+from pyspark.ml import Pipeline, PipelineModel
+
+from skol_spark.text_pipeline import CUE_COLUMNS, LAYOUT_COLUMNS, text_feature_stages
+
+ROWS = [
+    ("Agaricus niger Smith, sp. nov. MycoBank MB 512345 (Fig. 3) 1887, 1990. ≡ Boletus niger (Fr.) Sacc.",),
+    ("= Boletus A. Smith, comb. nov., nom. illeg.\nsecond line",),
+    ("Pileus 2-5 cm broad, brown (Smith et al. 2001); gen. nov.",),
+    ("We thank the curators",),
+]
+
+
+@pytest.fixture(scope="module")
+def paragraphs(spark):
+    return spark.createDataFrame(ROWS, ["text"])
+
+
+def _fit(df, **options):
+    return Pipeline(stages=text_feature_stages(numFeatures=64, **options)).fit(df)
+
+
+def test_shapes_keep_case_digits_and_punctuation(paragraphs):
+    out = _fit(paragraphs).transform(paragraphs).select("shapes", "shape_terms").collect()
+    first = out[0].shapes
+    assert first[:6] == ["Xxxxx", "xxxx", "Xxxxx", ",", "xx.", "xxx."]  # Agaricus niger Smith , sp. nov.
+    assert "XX" in first and "dddd" in first and "(" in first and "Xxx." in first and "≡" in first
+    assert out[1].shapes[:3] == ["=", "Xxxxx", "X."]
+    assert out[3].shapes == ["Xx", "xxxx", "xxx", "xxxx"]  # runs cut to four: "thank" -> "xxxx"
+    assert "Xx xxxx" in out[3].shape_terms  # shape bigrams, beside the shapes
+
+
+def test_cues_mark_nomenclature_and_citations(paragraphs):
+    rows = _fit(paragraphs).transform(paragraphs).select(*CUE_COLUMNS).collect()
+    on = [{c for c in CUE_COLUMNS if r[c] > 0} for r in rows]
+    assert on[0] == {"cue_year", "cue_sp_nov", "cue_mycobank", "cue_fig", "cue_equiv", "cue_author_parens",
+                     "cue_years"}
+    assert on[1] == {"cue_starts_equals", "cue_comb_nov", "cue_nom_status"}
+    assert on[2] == {"cue_year", "cue_et_al", "cue_gen_nov", "cue_years"}
+    assert on[3] == set()
+    assert rows[0].cue_years == pytest.approx(np.log1p(2) / 3)
+    assert all(r[c] in (0.0, 1.0) for r in rows for c in CUE_COLUMNS if c != "cue_years")
+
+
+def test_feature_width_follows_the_options(paragraphs):
+    def width(**options):
+        return len(_fit(paragraphs, **options).transform(paragraphs).first().features)
+
+    cues, layout = len(CUE_COLUMNS), len(LAYOUT_COLUMNS)
+    assert width() == 64 + 512 + cues + layout
+    assert width(numShapeFeatures=32) == 64 + 32 + cues + layout
+    assert width(shape=False, cues=False) == 64 + layout  # the earlier feature set
+    assert width(shape=False, cues=False, layout=False) == 64
+    assert width(cues=False, layout=False) == 64 + 512
+
+
+def test_refuses_an_empty_shape_space():
+    with pytest.raises(ValueError, match="Expected numShapeFeatures >= 1. Received: 0"):
+        text_feature_stages(numShapeFeatures=0)
+
+
+@pytest.mark.parametrize("options", [{}, {"shape": False, "cues": False}])
+def test_fitted_features_save_and_load(paragraphs, tmp_path, options):
+    model = _fit(paragraphs, **options)
+    path = str(tmp_path / "features")
+    model.write().overwrite().save(path)
+    before = [r.features.toArray() for r in model.transform(paragraphs).select("features").collect()]
+    after = [r.features.toArray() for r in PipelineModel.load(path).transform(paragraphs).select("features").collect()]
+    assert len(before) == len(after) == len(ROWS)
+    assert all(np.allclose(a, b) for a, b in zip(before, after))
