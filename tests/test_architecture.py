@@ -18,7 +18,7 @@ MODULE_MAP = {
     **{m: (1, "core") for m in (
         "vectors", "windows", "invalid", "class_weights", "crf", "network", "trained_network", "devices", "yedda",
     )},
-    **{m: (2, "params") for m in ("params", "connect")},
+    **{m: (2, "params") for m in ("params", "connect", "compat")},
     **{m: (3, "driver") for m in ("spark_collect", "training_data", "training")},
     **{m: (3, "executor") for m in ("predict", "udf")},
     **{m: (3, "stores") for m in ("persistence", "stores", "keras_files")},
