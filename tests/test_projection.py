@@ -93,13 +93,17 @@ def _whole_documents(net, dense, doc_lengths):
     return sums / counts[:, None]
 
 
-@pytest.mark.parametrize("embedding", [0, E])
-def test_projection_on_and_off_give_the_right_shapes(embedding):
-    net = build_network(W, D, K, hidden_size=4, num_layers=2, dropout=0.0, seed=1, embedding_size=embedding)
+@pytest.mark.parametrize("embedding, output", [(0, "softmax"), (E, "softmax"), (E, "crf")])
+def test_projection_on_and_off_give_the_right_shapes(embedding, output):
+    net = build_network(
+        W, D, K, hidden_size=4, num_layers=2, dropout=0.0, seed=1, output_layer=output, embedding_size=embedding
+    )
     x, mask = np.zeros((3, W, D), np.float32), np.ones((3, W), bool)
     assert tuple(net([x, mask]).shape) == (3, W, K)
     split = split_network(net)
-    if embedding:
+    if output == "crf":  # projection inline, layers flat (the CRF trainer finds them by name)
+        assert split is None and net.get_layer("projection").kernel.shape == (D, E)
+    elif embedding:
         projection, sequence = split
         assert projection.kernel.shape == (D, E)
         assert tuple(sequence.inputs[0].shape) == (None, W, E)
@@ -170,7 +174,7 @@ def test_fit_on_sparse_rows_trains_the_projection_and_predicts_like_the_whole_ne
     config = TrainingConfig(
         window_size=W, num_classes=K, class_weights=[1.0] * K, hidden_size=4, embedding_size=E, num_layers=1,
         dropout=0.0, epochs=2, batch_size=32, learning_rate=0.05, seed=0, validation_fraction=0.25,
-        predict_batch_size=4,
+        predict_batch_size=4, output_layer="softmax",
     )
     untrained = build_network(W, D, K, hidden_size=4, num_layers=1, dropout=0.0, seed=0, embedding_size=E)
     network, history = train_network(data, config)
