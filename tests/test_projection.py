@@ -247,7 +247,7 @@ def test_sparse_fit_transform_and_round_trips(spark, tmp_path, redis_url):
     np.testing.assert_allclose(probabilities(wrapped), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_an_unknown_format_version_is_refused_and_names_the_readable_ones(tmp_path):
+def test_an_unknown_format_version_is_refused_and_names_the_readable_ones(spark, tmp_path):
     import shutil
 
     from skol_spark import BiLSTMClassificationModel
