@@ -96,6 +96,7 @@ _HYPERPARAMETERS = (
     ("--window-size", "windowSize", int),
     ("--window-stride", "windowStride", int),
     ("--hidden-size", "hiddenSize", int),
+    ("--embedding-size", "embeddingSize", int),
     ("--num-layers", "numLayers", int),
     ("--dropout", "dropout", float),
     ("--batch-size", "batchSize", int),

@@ -134,6 +134,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         transitions, start and end scores) trained on the class-weighted
         negative log-likelihood; ``probability`` then holds its per-position
         marginals and ``prediction`` their argmax.
+    embeddingSize : int
+        Width of the per-position linear projection before the BiLSTM (64; 0 for
+        none). Sparse feature rows are projected once each, with a sparse product.
     epochs, batchSize, learningRate, seed, validationFraction : training (10, 32, 1e-3, 0, 0.0).
     earlyStoppingPatience : int, default 0 (off)
         With validationFraction > 0: stop after this many epochs without a better
@@ -151,7 +154,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         falling back to the CPU with a warning; False keeps workers off GPUs.
     initialModel : BiLSTMClassificationModel, optional
         Warm start: training begins from this model's weights (same features,
-        classes, hiddenSize, numLayers and outputLayer) and compiles with the current weights.
+        classes, hiddenSize, embeddingSize, numLayers and outputLayer) and compiles with the current weights.
 
     Examples
     --------
@@ -175,6 +178,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         windowSize: int | None = None,
         windowStride: int | None = None,
         hiddenSize: int | None = None,
+        embeddingSize: int | None = None,
         numLayers: int | None = None,
         dropout: float | None = None,
         outputLayer: str | None = None,
@@ -210,6 +214,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         windowSize: int | None = None,
         windowStride: int | None = None,
         hiddenSize: int | None = None,
+        embeddingSize: int | None = None,
         numLayers: int | None = None,
         dropout: float | None = None,
         outputLayer: str | None = None,
@@ -262,6 +267,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def setHiddenSize(self, value: int) -> "BiLSTMClassifier":
         return self._set(hiddenSize=value)
+
+    def setEmbeddingSize(self, value: int) -> "BiLSTMClassifier":
+        return self._set(embeddingSize=value)
 
     def setNumLayers(self, value: int) -> "BiLSTMClassifier":
         return self._set(numLayers=value)
@@ -393,6 +401,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             num_classes=len(labels),
             class_weights=class_weights,
             hidden_size=self.getHiddenSize(),
+            embedding_size=self.getEmbeddingSize(),
             num_layers=self.getNumLayers(),
             dropout=self.getDropout(),
             output_layer=self.getOutputLayer(),
@@ -435,11 +444,16 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
                 f"initialModel has outputLayer={initial.getOutputLayer()!r}; this estimator has "
                 f"outputLayer={self.getOutputLayer()!r}. Set them equal to warm-start."
             )
-        if (initial.getHiddenSize(), initial.getNumLayers()) != (self.getHiddenSize(), self.getNumLayers()):
+        shape = ("hiddenSize", "embeddingSize", "numLayers")
+        theirs = [initial.getOrDefault(name) for name in shape]
+        ours = [self.getOrDefault(name) for name in shape]
+        if theirs != ours:
             raise ValueError(
-                f"initialModel has hiddenSize={initial.getHiddenSize()}, numLayers="
-                f"{initial.getNumLayers()}; this estimator has hiddenSize={self.getHiddenSize()}, "
-                f"numLayers={self.getNumLayers()}. Set them equal to warm-start."
+                "initialModel has "
+                + ", ".join(f"{name}={value}" for name, value in zip(shape, theirs))
+                + "; this estimator has "
+                + ", ".join(f"{name}={value}" for name, value in zip(shape, ours))
+                + ". Set them equal to warm-start."
             )
         return initial.trainedNetwork.weight_arrays()
 

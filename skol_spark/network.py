@@ -36,6 +36,9 @@ __all__ = [
 
 FEATURES_INPUT = "features"
 MASK_INPUT = "mask"
+PROJECTED_INPUT = "projected"
+PROJECTION_LAYER = "projection"
+SEQUENCE_MODEL = "sequence"
 
 
 @keras.saving.register_keras_serializable(package="skol_spark")
@@ -108,6 +111,7 @@ def build_network(
     dropout: float = 0.3,
     seed: int | None = None,
     output_layer: str = "softmax",
+    embedding_size: int = 0,
 ) -> keras.Model:
     """The functional BiLSTM: ``[features (W, D), mask (W,)] -> probabilities (W, K)``.
 
@@ -119,12 +123,55 @@ def build_network(
     by both LSTM directions, so a position's prediction never depends on how
     much padding follows it, and the mask reaches the loss through Keras'
     mask propagation.
+
+    With ``embedding_size`` E > 0 the first layer is a linear ``Dense`` D -> E
+    named ``projection``, applied to each position on its own. For a softmax
+    output the rest is a nested model named ``sequence`` taking
+    ``[(W, E), mask]`` (:func:`build_sequence`); executors and training use that
+    split (:func:`skol_spark.projection.split_network`) to project each row
+    once, sparse rows with a sparse product; the saved JSON is still the whole
+    model. A CRF network keeps its layers flat (the CRF training wrapper looks
+    them up by name) and runs whole.
     """
     if num_layers < 1:
         raise ValueError(f"Expected num_layers >= 1. Received: num_layers={num_layers}")
+    if embedding_size < 0:
+        raise ValueError(f"Expected embedding_size >= 0. Received: embedding_size={embedding_size}")
+    if output_layer not in ("softmax", "crf"):
+        raise ValueError(
+            f'Expected output_layer "softmax" or "crf". Received: output_layer={output_layer!r}'
+        )
     features = keras.Input(shape=(window_size, num_features), name=FEATURES_INPUT)
     mask = keras.Input(shape=(window_size,), dtype="bool", name=MASK_INPUT)
     x = features
+    if embedding_size:
+        x = layers.Dense(embedding_size, name=PROJECTION_LAYER)(features)
+        if output_layer == "softmax":
+            sequence = build_sequence(
+                window_size, embedding_size, num_classes, hidden_size, num_layers, dropout, seed
+            )
+            return keras.Model(inputs=[features, mask], outputs=sequence([x, mask]), name="skol_bilstm")
+    outputs = _bilstm_stack(x, mask, num_classes, hidden_size, num_layers, dropout, seed, output_layer)
+    return keras.Model(inputs=[features, mask], outputs=outputs, name="skol_bilstm")
+
+
+def build_sequence(
+    window_size: int,
+    width: int,
+    num_classes: int,
+    hidden_size: int,
+    num_layers: int,
+    dropout: float,
+    seed: int | None,
+) -> keras.Model:
+    """The BiLSTM layers and the softmax over projected rows: ``[(W, E), mask] -> (W, K)``."""
+    rows = keras.Input(shape=(window_size, width), name=PROJECTED_INPUT)
+    mask = keras.Input(shape=(window_size,), dtype="bool", name=MASK_INPUT)
+    outputs = _bilstm_stack(rows, mask, num_classes, hidden_size, num_layers, dropout, seed, "softmax")
+    return keras.Model(inputs=[rows, mask], outputs=outputs, name=SEQUENCE_MODEL)
+
+
+def _bilstm_stack(x, mask, num_classes, hidden_size, num_layers, dropout, seed, output_layer):
     for i in range(num_layers):
         x = layers.Bidirectional(
             layers.LSTM(
@@ -137,16 +184,10 @@ def build_network(
         )(x, mask=mask)
         if dropout > 0:
             x = layers.Dropout(dropout, seed=None if seed is None else seed + 100 + i)(x)
-    if output_layer not in ("softmax", "crf"):
-        raise ValueError(
-            f'Expected output_layer "softmax" or "crf". Received: output_layer={output_layer!r}'
-        )
     if output_layer == "crf":
         emissions = layers.Dense(num_classes, name=EMISSIONS_LAYER)(x)
-        outputs = CRF(name=CRF_LAYER)(emissions, mask=mask)
-    else:
-        outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs=[features, mask], outputs=outputs, name="skol_bilstm")
+        return CRF(name=CRF_LAYER)(emissions, mask=mask)
+    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
 
 
 def strip_compile_config(config: Any) -> Any:

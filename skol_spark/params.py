@@ -115,6 +115,16 @@ class _BiLSTMParams(
         "LSTM units per direction (> 0).",
         typeConverter=_positive_int("hiddenSize"),
     )
+    embeddingSize: "Param[int]" = Param(
+        Params._dummy(),
+        "embeddingSize",
+        "width E of the linear projection each position's features go through before the "
+        "BiLSTM (>= 0; 0 feeds the features to the BiLSTM directly). Each row is projected "
+        "once, sparse vectors with a sparse product, so fit and transform cost grow with the "
+        "non-zeros of a row, not the vector length.",
+        typeConverter=_checked(
+            "embeddingSize", TypeConverters.toInt, lambda v: v >= 0, "a non-negative integer"),
+    )
     numLayers: "Param[int]" = Param(
         Params._dummy(),
         "numLayers",
@@ -236,6 +246,7 @@ class _BiLSTMParams(
             positionCol="line_number",
             windowSize=50,
             hiddenSize=128,
+            embeddingSize=64,
             numLayers=2,
             dropout=0.3,
             outputLayer="softmax",
@@ -271,6 +282,9 @@ class _BiLSTMParams(
 
     def getHiddenSize(self) -> int:
         return self.getOrDefault(self.hiddenSize)
+
+    def getEmbeddingSize(self) -> int:
+        return self.getOrDefault(self.embeddingSize)
 
     def getNumLayers(self) -> int:
         return self.getOrDefault(self.numLayers)
@@ -425,7 +439,7 @@ class _HasInitialModel(Params):
         Params._dummy(),
         "initialModel",
         "a fitted BiLSTMClassificationModel whose weights training starts from; it must "
-        "have the same features, classes, hiddenSize, numLayers and outputLayer.",
+        "have the same features, classes, hiddenSize, embeddingSize, numLayers and outputLayer.",
         typeConverter=_to_fitted_model,
     )
 

@@ -54,8 +54,10 @@ __all__ = [
     "INITIAL_MODEL_DIR",
 ]
 
-FORMAT_VERSION = 1
-READABLE_FORMAT_VERSIONS = (1,)
+# 2: networks may start with a per-position projection (Param embeddingSize).
+# 1: no projection; loads as embeddingSize=0, and runs and predicts as before.
+FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 # Params that hold the network: the body is saved apart, the JSON stays in the metadata.
 NETWORK_PARAMS = ("modelJson", "modelWeights")
 DISK_CHUNK_BYTES = 8 << 20
@@ -139,9 +141,10 @@ def model_from_parts(
     """
     parsed = parse_metadata(metadata, class_name, source)
     record = parsed.get("skolSpark", {})
-    if record.get("formatVersion") not in READABLE_FORMAT_VERSIONS:
+    version = record.get("formatVersion")
+    if version not in READABLE_FORMAT_VERSIONS:
         raise CorruptModelError(
-            f"{source}: unsupported skol_spark format version {record.get('formatVersion')!r}; "
+            f"{source}: unsupported skol_spark format version {version!r}; "
             f"this version reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))}."
         )
     expected = record.get("body", {})
@@ -151,6 +154,8 @@ def model_from_parts(
             f"the metadata records {expected.get('bytes')}."
         )
     stage = _stage_of(parsed)
+    if version == 1 and "embeddingSize" not in stage.param_map:  # saved before projections: none
+        stage = SavedStage(stage.class_name, stage.uid, {**stage.param_map, "embeddingSize": 0}, stage.default_param_map)
     architecture = stage.param("modelJson")
     if not isinstance(architecture, str):
         raise CorruptModelError(f"{source}: the metadata holds no modelJson.")

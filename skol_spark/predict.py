@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from skol_spark import invalid
 from skol_spark.devices import configure_worker_devices
+from skol_spark.projection import make_forward
 from skol_spark.trained_network import TrainedNetwork
 from skol_spark.vectors import dense_features
 from skol_spark.windows import accumulate_windows, document_lengths, stream_windows
@@ -90,54 +91,6 @@ def _configure_threads(cpus: int) -> None:
     _threads_configured = True
 
 
-class _RowsForward:
-    """The network over windows gathered inside TensorFlow from a block's feature rows.
-
-    The block's features become a tensor once; each call passes only a
-    ``(B, W)`` row index and mask, and ``tf.gather`` builds the windows in the
-    graph. No ``(B, W, D)`` numpy batch is made or copied, and one
-    shape-polymorphic trace serves every batch size.
-    """
-
-    def __init__(self, model: Any):
-        import tensorflow as tf
-
-        window, num_features = model.inputs[0].shape[1], model.inputs[0].shape[2]
-        with_mask = len(model.inputs) == 2
-
-        @tf.function(
-            input_signature=[
-                tf.TensorSpec([None, num_features], tf.float32),
-                tf.TensorSpec([None, window], tf.int32),
-                tf.TensorSpec([None, window], tf.bool),
-            ],
-            reduce_retracing=True,
-        )
-        def forward(features, rows, mask):
-            x = tf.gather(features, tf.maximum(rows, 0)) * tf.cast(mask, tf.float32)[..., None]
-            return model([x, mask], training=False) if with_mask else model(x, training=False)
-
-        self._forward = forward
-        self._tf = tf
-
-    def prepare(self, features: np.ndarray) -> Any:
-        return self._tf.convert_to_tensor(features, dtype=self._tf.float32)
-
-    def from_rows(self, prepared: Any, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self._forward(prepared, rows.astype(np.int32), mask).numpy()
-
-
-def _make_forward(model: Any) -> Any:
-    """The compiled forward pass: windows gathered in-graph on TensorFlow, else numpy windows."""
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        return _RowsForward(model)
-    if len(model.inputs) == 2:
-        return lambda x, m: keras.ops.convert_to_numpy(model([x, m], training=False))
-    return lambda x, m: keras.ops.convert_to_numpy(model(x, training=False))
-
-
 def get_network(network: TrainedNetwork) -> Callable:
     """The forward pass of ``network``, rebuilt once per process and cached by its digest."""
     digest = network.digest
@@ -146,7 +99,7 @@ def get_network(network: TrainedNetwork) -> Callable:
         if forward is not None:
             _cache.move_to_end(digest)
             return forward
-    forward = _make_forward(network.rebuild())
+    forward = make_forward(network.rebuild())
     with _cache_lock:
         _cache[digest] = forward
         _builds[digest] = _builds.get(digest, 0) + 1
@@ -175,6 +128,18 @@ def _vector_struct(values: np.ndarray) -> pa.StructArray:
         ],
         names=["type", "size", "indices", "values"],
     )
+
+
+def _rows(forward: Any, column: pa.Array) -> np.ndarray:
+    """A batch's (valid) rows for ``forward``: float32 ``(n, D)`` features, or, when
+    ``forward`` projects its input, the projected ``(n, E)`` rows (sparse vectors
+    projected without densifying)."""
+    projection = getattr(forward, "projection", None)
+    if projection is None:
+        return dense_features(column)
+    from skol_spark.projection import arrow_rows
+
+    return projection(arrow_rows(column)[0])
 
 
 def _output(spec: PredictSpec, probs: np.ndarray) -> pa.StructArray:
@@ -222,9 +187,9 @@ def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Ite
     for batch in batches:
         if len(batch) == 0:
             continue
-        features = dense_features(batch.field(2))  # valid rows: one width, the model's
-        keys = pa.StructArray.from_arrays([batch.field(0), batch.field(1)], names=["doc", "position"])
         forward = forward or get_network(spec.network)
+        features = _rows(forward, batch.field(2))  # valid rows: one width, the model's
+        keys = pa.StructArray.from_arrays([batch.field(0), batch.field(1)], names=["doc", "position"])
         out, carry = _label_block(spec, forward, carry, keys, features, last_open=True)
         if out is not None:
             yield out
@@ -233,9 +198,7 @@ def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Ite
             [pa.array([], carry.keys.field(0).type), pa.array([], carry.keys.field(1).type)],
             names=["doc", "position"],
         )
-        out, _ = _label_block(
-            spec, forward, carry, empty, np.zeros((0, spec.num_features), np.float32), last_open=False
-        )
+        out, _ = _label_block(spec, forward, carry, empty, carry.features[:0], last_open=False)
         if out is not None:
             yield out
 

@@ -24,13 +24,18 @@ from skol_spark.network import (
     WeightedSparseCategoricalCrossentropy,
     build_network,
 )
+from skol_spark.projection import csr_matrix, make_forward, split_network
 from skol_spark.trained_network import TrainedNetwork
 from skol_spark.training_data import FeatureRows, TrainingData
-from skol_spark.windows import gather_windows, predict_block, window_index
+from skol_spark.windows import gather_windows, predict_block, window_index, window_rows
 
 __all__ = ["TrainingConfig", "train_network", "verify_rebuild"]
 
 logger = logging.getLogger("skol_spark")
+
+ROWS_INPUT, ROW_INDEX_INPUT = "rows", "row_index"
+# The rebuild check's probe windows, densified, stay under this many bytes.
+_PROBE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class TrainingConfig:
     num_classes: int
     class_weights: Sequence[float]
     hidden_size: int
+    embedding_size: int
     num_layers: int
     dropout: float
     output_layer: str
@@ -74,15 +80,58 @@ class _WindowBatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         pick = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        x, mask, rows = gather_windows(
-            self.data.features, self.starts[pick], self.lengths[pick], self.window
-        )
+        inputs, mask, rows = self.inputs(self.starts[pick], self.lengths[pick])
         y = np.where(mask, self.data.labels[np.where(mask, rows, 0)], 0).astype(np.int32)
-        return {FEATURES_INPUT: x, MASK_INPUT: mask}, y, mask.astype(np.float32)
+        return inputs, y, mask.astype(np.float32)
+
+    def inputs(self, starts: np.ndarray, lengths: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+        """The network's inputs for these windows, their mask ``(B, W)`` and row index ``(B, W)``."""
+        x, mask, rows = gather_windows(self.data.features, starts, lengths, self.window)
+        return {FEATURES_INPUT: x, MASK_INPUT: mask}, mask, rows
 
     def on_epoch_end(self) -> None:
         if self.rng is not None:
             self.rng.shuffle(self.order)
+
+
+class _SparseWindowBatches(_WindowBatches):
+    """Batches for :func:`sparse_training_model`: the windows' rows as one sparse ``(U, D)`` tensor.
+
+    Each batch holds its distinct rows once, as a ``tf.SparseTensor``, and a
+    ``(B, W)`` index into them; the model projects the rows and gathers the
+    windows in the graph, so no ``(B, W, D)`` array is ever made.
+    """
+
+    def inputs(self, starts: np.ndarray, lengths: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+        import tensorflow as tf
+
+        mask, rows = window_rows(starts, lengths, self.window)
+        distinct, inverse = np.unique(rows[mask], return_inverse=True)
+        index = np.zeros(rows.shape, dtype=np.int32)
+        index[mask] = inverse
+        indptr, columns, values = self.data.features.csr_rows(distinct)
+        at = np.stack([np.repeat(np.arange(len(distinct)), np.diff(indptr)), columns], axis=1)
+        sparse = tf.SparseTensor(
+            at.astype(np.int64), values.astype(np.float32), (len(distinct), self.data.num_features)
+        )
+        return {ROWS_INPUT: sparse, ROW_INDEX_INPUT: index, MASK_INPUT: mask}, mask, rows
+
+
+def sparse_training_model(network: keras.Model) -> keras.Model:
+    """A model sharing ``network``'s layers: ``[sparse rows (U, D), row index (B, W), mask] -> (B, W, K)``.
+
+    ``network`` must be projected (:func:`skol_spark.projection.split_network`).
+    The rows are projected with a sparse product, windows of projected rows
+    are gathered in the graph and run through the ``sequence`` model; training
+    it trains ``network``.
+    """
+    projection, sequence = split_network(network)
+    window, width = network.inputs[0].shape[1], network.inputs[0].shape[2]
+    rows = keras.Input(shape=(width,), sparse=True, name=ROWS_INPUT)
+    index = keras.Input(shape=(window,), dtype="int32", name=ROW_INDEX_INPUT)
+    mask = keras.Input(shape=(window,), dtype="bool", name=MASK_INPUT)
+    windows = keras.ops.take(projection(rows), index, axis=0)
+    return keras.Model([rows, index, mask], sequence([windows, mask]), name="skol_bilstm_sparse_training")
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[float, float]:
@@ -101,33 +150,27 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[
 class _EpochLog(keras.callbacks.Callback):
     """Validation metrics on whole validation documents, and one log line per epoch."""
 
-    def __init__(self, data: TrainingData, val_docs: np.ndarray | None, config: TrainingConfig):
+    def __init__(
+        self,
+        network: keras.Model,
+        data: TrainingData,
+        val_docs: np.ndarray | None,
+        config: TrainingConfig,
+    ):
         super().__init__()
-        self.data, self.config = data, config
-        self.val = None
+        self.network, self.data, self.config = network, data, config
+        self.val = self.forward = None
         if val_docs is not None and len(val_docs):
             offsets = np.concatenate([[0], np.cumsum(data.doc_lengths)])
             rows = np.concatenate([np.arange(offsets[d], offsets[d + 1]) for d in val_docs])
-            # A view of the validation rows: windows are densified batch by batch.
-            features = data.features
-            view = features.subset(rows) if isinstance(features, FeatureRows) else features[rows]
-            self.val = (view, data.labels[rows], data.doc_lengths[val_docs])
+            self.val = (rows, data.labels[rows], data.doc_lengths[val_docs])
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         if self.val is not None:
-            features, labels, lengths = self.val
-            network = getattr(self.model, "network", self.model)  # a CRFTrainer's network
-            forward = lambda x, m: network([x, m], training=False)  # noqa: E731
-            probs = predict_block(
-                forward,
-                features,
-                lengths,
-                self.config.window_size,
-                self.config.window_size,
-                self.config.predict_batch_size,
-                self.config.num_classes,
-            )
+            rows, labels, lengths = self.val
+            self.forward = self.forward or _validation_forward(self.network)
+            probs = block_probabilities(self.forward, self.data.features, rows, lengths, self.config)
             f1, accuracy = macro_f1(labels, probs.argmax(axis=1), self.config.num_classes)
             logs["val_macro_f1"], logs["val_accuracy"] = f1, accuracy
         logger.info(
@@ -168,6 +211,40 @@ class _BestEpoch(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+def _validation_forward(network: keras.Model):
+    """The executors' forward for a projected network on TensorFlow, else the whole network on windows."""
+    if split_network(network) is not None and keras.backend.backend() == "tensorflow":
+        return make_forward(network)
+    return lambda x, m: network([x, m], training=False)
+
+
+def block_probabilities(
+    forward, features, rows: np.ndarray, doc_lengths: np.ndarray, config: TrainingConfig
+) -> np.ndarray:
+    """Per-position probabilities of whole documents (``rows`` of ``features``), as executors compute them.
+
+    With a projecting ``forward`` the rows are projected once (sparse rows
+    with a sparse product), with the projection's current weights; otherwise
+    a view of the rows is densified window batch by window batch.
+    """
+    projection = getattr(forward, "projection", None)
+    sparse = isinstance(features, FeatureRows) and features.is_sparse
+    if projection is None:
+        block = features.subset(rows) if isinstance(features, FeatureRows) else features[rows]
+    else:
+        projection.refresh()
+        block = projection(csr_matrix(*features.csr_rows(rows), features.width) if sparse else features[rows])
+    return predict_block(
+        forward,
+        block,
+        doc_lengths,
+        config.window_size,
+        config.window_size,
+        config.predict_batch_size,
+        config.num_classes,
+    )
+
+
 def split_documents(num_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation document indices; validation keeps at least one document."""
     docs = np.arange(num_docs)
@@ -191,9 +268,21 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
         dropout=config.dropout,
         seed=config.seed,
         output_layer=config.output_layer,
+        embedding_size=config.embedding_size,
     )
     if config.initial_weights is not None:
         model.set_weights(config.initial_weights)
+    network, batches = model, _WindowBatches
+    sparse = isinstance(data.features, FeatureRows) and data.features.is_sparse
+    # Sparse batches (tf.SparseTensors) train softmax networks on TensorFlow; the
+    # others train on dense windows.
+    if (
+        sparse
+        and config.output_layer == "softmax"
+        and keras.backend.backend() == "tensorflow"
+        and split_network(network) is not None
+    ):
+        model, batches = sparse_training_model(network), _SparseWindowBatches
     # A CRF network is trained through a wrapper whose loss is the weighted NLL (crf.py).
     trainer = CRFTrainer(model, config.class_weights) if config.output_layer == "crf" else model
     trainer.compile(
@@ -205,15 +294,15 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     )
     starts, lengths, window_doc = window_index(data.doc_lengths, config.window_size, config.window_size)
     is_train = np.isin(window_doc, train_docs)
-    train = _WindowBatches(
+    train = batches(
         data, starts[is_train], lengths[is_train], config.window_size, config.batch_size, seed=config.seed
     )
     validation = None
     if len(val_docs):
-        validation = _WindowBatches(
+        validation = batches(
             data, starts[~is_train], lengths[~is_train], config.window_size, config.batch_size
         )
-    callbacks: list[keras.callbacks.Callback] = [_EpochLog(data, val_docs, config)]
+    callbacks: list[keras.callbacks.Callback] = [_EpochLog(network, data, val_docs, config)]
     if config.early_stopping_patience > 0:
         if len(val_docs):
             callbacks.append(_BestEpoch(config.early_stopping_patience))
@@ -229,16 +318,20 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     clean = {k: [float(v) for v in values] for k, values in history.history.items()}
     if len(callbacks) > 1:
         clean["best_epoch"] = [float(callbacks[1].best_epoch)]
-    return model, clean
+    return network, clean
 
 
 def verify_rebuild(model: keras.Model, data: TrainingData, window_size: int) -> TrainedNetwork:
     """The trained network as a value, checked to rebuild from JSON and predict as ``model`` does.
 
-    The probe is the first windows of the training documents.
+    The probe is the first windows of the training documents (at most 16, and
+    fewer when wide features would make them large).
     """
+    probe_windows = int(min(16, max(1, _PROBE_BYTES // (4 * window_size * data.num_features))))
     starts, lengths, _ = window_index(data.doc_lengths[:8], window_size, window_size)
-    x, mask, _ = gather_windows(data.features, starts[:16], lengths[:16], window_size)
+    x, mask, _ = gather_windows(
+        data.features, starts[:probe_windows], lengths[:probe_windows], window_size
+    )
     trained = TrainedNetwork.from_keras(model)
     try:
         trained.verify(model, probe=[x, mask])

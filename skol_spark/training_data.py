@@ -100,18 +100,29 @@ class FeatureRows:
             out = self._densify(stored)
         return out.reshape(index.shape + (self.width,))
 
-    def _densify(self, stored: np.ndarray) -> np.ndarray:
+    def csr_rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR ``(indptr, indices, values)`` of rows ``index`` (1-D), without densifying (sparse storage only)."""
         indptr, indices, values = self.csr
-        out = np.zeros((len(stored), self.width), dtype=np.float32)
+        counts, at = self._value_positions(self.order[np.asarray(index).ravel()])
+        out_indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=out_indptr[1:])
+        return out_indptr, indices[at], values[at]
+
+    def _value_positions(self, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stored values per row of ``stored``, and where each of them is in ``indices``/``values``."""
+        indptr = self.csr[0]
         begin, end = indptr[stored], indptr[stored + 1]
         counts = end - begin
-        total = int(counts.sum())
-        if total:
-            row = np.repeat(np.arange(len(stored)), counts)
-            # Position of each stored value: its row's begin plus its rank in the row.
-            rank = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            at = np.repeat(begin, counts) + rank
-            out[row, indices[at]] = values[at]
+        # Position of each stored value: its row's begin plus its rank in the row.
+        rank = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        return counts, np.repeat(begin, counts) + rank
+
+    def _densify(self, stored: np.ndarray) -> np.ndarray:
+        indices, values = self.csr[1], self.csr[2]
+        out = np.zeros((len(stored), self.width), dtype=np.float32)
+        counts, at = self._value_positions(stored)
+        if len(at):
+            out[np.repeat(np.arange(len(stored)), counts), indices[at]] = values[at]
         return out
 
 

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skol_spark"
 MODULE_MAP = {
     "errors": (0, "errors"),
     **{m: (1, "core") for m in (
-        "vectors", "windows", "invalid", "class_weights", "crf", "network", "trained_network", "devices", "yedda",
+        "vectors", "windows", "invalid", "class_weights", "crf", "network", "projection", "trained_network",
+        "devices", "yedda",
     )},
     **{m: (2, "params") for m in ("params", "connect", "compat")},
     **{m: (3, "driver") for m in ("spark_collect", "training_data", "training")},

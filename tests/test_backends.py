@@ -16,7 +16,7 @@ import pytest
 
 from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network
 from skol_spark.trained_network import weights_to_bytes
-from skol_spark.predict import _make_forward
+from skol_spark.projection import make_forward
 from skol_spark.windows import predict_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,9 +43,9 @@ probs_rebuilt = keras.ops.convert_to_numpy(rebuilt([x, mask], training=False))
 loss = WeightedSparseCategoricalCrossentropy(json.loads(sys.argv[5]))
 value = float(loss(inputs["y"], probs, sample_weight=mask.astype("float32")))
 # The executor's path off TensorFlow: numpy windows through the plain forward pass.
-from skol_spark.predict import _make_forward
+from skol_spark.projection import make_forward
 from skol_spark.windows import predict_block
-labelled = predict_block(_make_forward(built), inputs["rows"], inputs["lengths"], 7, 5, 4, 3)
+labelled = predict_block(make_forward(built), inputs["rows"], inputs["lengths"], 7, 5, 4, 3)
 np.savez(sys.argv[6], probs=probs, probs_rebuilt=probs_rebuilt, loss=value, labelled=labelled)
 """
 
@@ -72,7 +72,7 @@ def test_network_and_loss_match_tensorflow_on_jax(tmp_path):
     loss = float(WeightedSparseCategoricalCrossentropy(CLASS_WEIGHTS)(y, probs, sample_weight=mask.astype("float32")))
     rows = rng.normal(size=(20, NETWORK["num_features"])).astype(np.float32)
     lengths = np.array([12, 3, 5])
-    labelled = predict_block(_make_forward(net), rows, lengths, 7, 5, 4, 3)  # TensorFlow's in-graph path
+    labelled = predict_block(make_forward(net), rows, lengths, 7, 5, 4, 3)  # TensorFlow's in-graph path
 
     np.savez(tmp_path / "inputs.npz", x=x, mask=mask, y=y, rows=rows, lengths=lengths)
     (tmp_path / "weights.npz").write_bytes(weights_to_bytes(net.get_weights()))

@@ -30,6 +30,7 @@ def good(spark):
     [
         ({"windowSize": 0}, "Expected windowSize to be a positive integer. Received: windowSize=0"),
         ({"windowStride": -2}, "windowStride"),
+        ({"embeddingSize": -1}, "Expected embeddingSize to be a non-negative integer. Received: embeddingSize=-1"),
         ({"epochs": 0}, "epochs"),
         ({"dropout": 1.0}, "dropout"),
         ({"learningRate": 0.0}, "learningRate"),
