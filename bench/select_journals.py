@@ -28,6 +28,8 @@ CONFIGURATIONS = {
     "softmax-e64": dict(outputLayer="softmax", embeddingSize=64),
     "crf-e64": dict(outputLayer="crf", embeddingSize=64),
     "softmax-e128": dict(outputLayer="softmax", embeddingSize=128),
+    "softmax-e64-sqrt": dict(outputLayer="softmax", embeddingSize=64, weightStrategy="sqrt_inverse"),
+    "softmax-e64-none": dict(outputLayer="softmax", embeddingSize=64, weightStrategy="none"),
 }
 
 

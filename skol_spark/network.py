@@ -26,6 +26,7 @@ import keras
 from keras import layers, ops
 
 from skol_spark.crf import CRF, CRF_LAYER, EMISSIONS_LAYER
+from skol_spark.projection import PROJECTION_LAYER, SEQUENCE_MODEL
 
 __all__ = [
     "WeightedSparseCategoricalCrossentropy",
@@ -37,8 +38,6 @@ __all__ = [
 FEATURES_INPUT = "features"
 MASK_INPUT = "mask"
 PROJECTED_INPUT = "projected"
-PROJECTION_LAYER = "projection"
-SEQUENCE_MODEL = "sequence"
 
 
 @keras.saving.register_keras_serializable(package="skol_spark")

@@ -20,8 +20,11 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse
 
-from skol_spark.network import PROJECTION_LAYER, SEQUENCE_MODEL
 from skol_spark.vectors import dense_features, single_width, vector_struct_parts
+
+# Layer names build_network gives the projection and the nested sequence model.
+PROJECTION_LAYER = "projection"
+SEQUENCE_MODEL = "sequence"
 
 __all__ = ["split_network", "arrow_rows", "csr_matrix", "project_rows", "Projection", "RowsForward", "make_forward"]
 

@@ -15,7 +15,7 @@ from skol_spark.datasets import make_synthetic_documents
 spark = SparkSession.builder.getOrCreate()
 train = make_synthetic_documents(spark, num_docs=20, mean_length=40, num_features=8, seed=1)
 model = BiLSTMClassifier(windowSize=16, hiddenSize=8, numLayers=1, epochs=1, seed=3).fit(train)
-digest = model._predict_spec().digest
+digest = model.trainedNetwork.digest
 spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "40")
 labelled = model.transform(train.repartition(8, "doc_id")).agg(F.count("prediction")).first()[0]
 

@@ -174,7 +174,7 @@ def test_fit_on_sparse_rows_trains_the_projection_and_predicts_like_the_whole_ne
     config = TrainingConfig(
         window_size=W, num_classes=K, class_weights=[1.0] * K, hidden_size=4, embedding_size=E, num_layers=1,
         dropout=0.0, epochs=2, batch_size=32, learning_rate=0.05, seed=0, validation_fraction=0.25,
-        predict_batch_size=4, output_layer="softmax",
+        predict_batch_size=4, output_layer="softmax", early_stopping_patience=0,
     )
     untrained = build_network(W, D, K, hidden_size=4, num_layers=1, dropout=0.0, seed=0, embedding_size=E)
     network, history = train_network(data, config)
