@@ -195,6 +195,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         useGpu: bool | None = None,
         initialModel: "BiLSTMClassificationModel | None" = None,
         handleInvalid: str | None = None,
+        mlflowLogging: bool | None = None,
     ):
         super().__init__()
         self.setParams(**self._input_kwargs)
@@ -231,6 +232,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         useGpu: bool | None = None,
         initialModel: "BiLSTMClassificationModel | None" = None,
         handleInvalid: str | None = None,
+        mlflowLogging: bool | None = None,
     ) -> "BiLSTMClassifier":
         """Set Params by keyword; None leaves a Param as it is."""
         return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -318,6 +320,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def setUseGpu(self, value: bool) -> "BiLSTMClassifier":
         return self._set(useGpu=value)
+
+    def setMlflowLogging(self, value: bool) -> "BiLSTMClassifier":
+        return self._set(mlflowLogging=value)
 
     def write(self) -> Any:
         """An MLWriter: Params as Spark ML metadata, plus initialModel in its own directory."""
@@ -417,6 +422,11 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         with training_device(self.getUseGpu(), _driver_gpu_addresses(dataset)):
             network, history = train_network(data, config)
             trained = verify_rebuild(network, data, config.window_size)
+        if self.getMlflowLogging():
+            from skol_spark.tracking import log_fit
+
+            params = {p.name: v for p, v in self.extractParamMap().items()}
+            log_fit(params, history, labels, class_weights)
         model = BiLSTMClassificationModel()
         model._resetUid(self.uid)
         self._copyValues(model)

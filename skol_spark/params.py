@@ -237,6 +237,14 @@ class _BiLSTMParams(
         "without one, fall back to the CPU with a warning. False hides GPUs from the workers.",
         typeConverter=TypeConverters.toBoolean,
     )
+    mlflowLogging: "Param[bool]" = Param(
+        Params._dummy(),
+        "mlflowLogging",
+        "when fit runs inside an active MLflow run, log to it the estimator's Params, the "
+        "per-epoch metrics (step = epoch, 1-based), best_epoch and the class weights used "
+        "(class_weights.json); never starts a run, never fails the fit. False logs nothing.",
+        typeConverter=TypeConverters.toBoolean,
+    )
 
     def __init__(self, *args: Any):
         super().__init__(*args)
@@ -260,6 +268,7 @@ class _BiLSTMParams(
             weightStrategy="inverse",
             effectiveNumberBeta=0.999,
             useGpu=False,
+            mlflowLogging=True,
         )
 
     def getDocIdCol(self) -> str:
@@ -327,6 +336,9 @@ class _BiLSTMParams(
 
     def getUseGpu(self) -> bool:
         return self.getOrDefault(self.useGpu)
+
+    def getMlflowLogging(self) -> bool:
+        return self.getOrDefault(self.mlflowLogging)
 
     def _check_training_params(self) -> None:
         """Cross-param checks of training only."""
