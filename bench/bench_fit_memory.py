@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import psutil  # noqa: E402
 
-from benchlib import PeakRSS, jvm_documents  # noqa: E402
+from benchlib import PeakRSS, jvm_documents, quiet_local_spark  # noqa: E402
 
 DIM = 256
 
@@ -54,17 +54,8 @@ def main() -> None:
     parser.add_argument("--positions", type=int, nargs="+", default=[125_000, 250_000, 500_000])
     args = parser.parse_args()
 
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.memory", "8g")
-        # fit collects the rows (as doubles, 2x the float32 size) through the driver
-        .config("spark.driver.maxResultSize", "4g")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    # fit collects the rows (as doubles, 2x the float32 size) through the driver
+    spark = quiet_local_spark(driver_memory="8g", **{"spark.driver.maxResultSize": "4g"})
     fit_once(spark, 2_000)  # warm-up: TensorFlow, Keras, first traces
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; pyspark {spark.version}")
     print(f"{'positions':>10} {'fit s':>7} {'float32 MB':>11} {'peak growth MB':>15} {'growth/data':>12}")

@@ -48,7 +48,7 @@ import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from bench_transform import measure, model_rate, noop  # noqa: E402
-from benchlib import PeakChildMemory, PeakRSS  # noqa: E402
+from benchlib import PeakChildMemory, PeakRSS, quiet_local_spark  # noqa: E402
 
 WINDOW, HIDDEN, LAYERS, EMBEDDING = 50, 64, 2, 64
 LABELS = ["a", "b", "c"]
@@ -256,16 +256,7 @@ def main() -> None:
     parser.add_argument("--skip-fit", action="store_true")
     args = parser.parse_args()
 
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "6g")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = quiet_local_spark(driver_memory="6g")
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"load {os.getloadavg()[0]:.1f}; pyspark {spark.version}; rounds {args.rounds} (medians)")
     makers = {

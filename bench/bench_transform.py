@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
-from benchlib import PeakRSS  # noqa: E402
+from benchlib import PeakRSS, quiet_local_spark  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 WINDOW, HIDDEN, LAYERS = 50, 64, 2
@@ -365,18 +365,8 @@ def main() -> None:
     parser.add_argument("--skip-cold", action="store_true")
     args = parser.parse_args()
 
-    from pyspark.sql import SparkSession
-
     def new_session():
-        session = (
-            SparkSession.builder.master("local[2]")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", "2")
-            .config("spark.driver.memory", "6g")
-            .getOrCreate()
-        )
-        session.sparkContext.setLogLevel("ERROR")
-        return session
+        return quiet_local_spark(driver_memory="6g")
 
     if not args.skip_cold:
         cold, warm = cold_start(new_session, args.positions)

@@ -91,17 +91,22 @@ def jvm_documents(spark, rows: int, doc_length: int, dim: int, with_label: bool 
     return spark.range(rows).select(*columns)
 
 
-def quiet_local_spark():
-    """local[2] Spark with 2 shuffle partitions, a 2 GB driver, no UI or progress bars, ERROR logs."""
+def quiet_local_spark(driver_memory: str = "2g", **conf: str):
+    """local[2] Spark with 2 shuffle partitions, no UI or progress bars, ERROR logs.
+
+    ``conf`` adds Spark settings, e.g. ``**{"spark.driver.maxResultSize": "4g"}``.
+    """
     from pyspark.sql import SparkSession
 
-    spark = (
+    builder = (
         SparkSession.builder.master("local[2]")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "2g")
+        .config("spark.driver.memory", driver_memory)
         .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
     )
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
