@@ -42,6 +42,13 @@ def _checked(
     return converter
 
 
+def _one_of(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
+    """A converter accepting one of ``choices`` (strings), naming them quoted when it refuses."""
+    return _checked(
+        name, TypeConverters.toString, lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices)
+    )
+
+
 def _positive_int(name: str) -> Callable[[Any], int]:
     return _checked(name, TypeConverters.toInt, lambda v: v > 0, "a positive integer")
 
@@ -144,11 +151,7 @@ class _BiLSTMParams(
         "the network's output: 'softmax' (a softmax per position, trained on class-weighted "
         "cross-entropy) or 'crf' (a linear-chain CRF over each window, trained on the "
         "class-weighted negative log-likelihood; probabilities are its per-position marginals).",
-        typeConverter=_checked(
-            "outputLayer", TypeConverters.toString,
-            lambda v: v in OUTPUT_LAYERS,
-            "one of " + ", ".join(repr(v) for v in OUTPUT_LAYERS),
-        ),
+        typeConverter=_one_of("outputLayer", OUTPUT_LAYERS),
     )
     epochs: "Param[int]" = Param(
         Params._dummy(), "epochs", "training epochs (> 0).", typeConverter=_positive_int("epochs")
@@ -224,11 +227,7 @@ class _BiLSTMParams(
         "also null or unknown labels): 'error' raises naming the column, document and "
         "position; 'skip' leaves them out; 'keep' keeps them at transform with null "
         "prediction and probability (at fit it acts as 'skip').",
-        typeConverter=_checked(
-            "handleInvalid", TypeConverters.toString,
-            lambda v: v in HANDLE_INVALID,
-            "one of " + ", ".join(repr(v) for v in HANDLE_INVALID),
-        ),
+        typeConverter=_one_of("handleInvalid", HANDLE_INVALID),
     )
     useGpu: "Param[bool]" = Param(
         Params._dummy(),
