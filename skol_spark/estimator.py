@@ -39,6 +39,7 @@ from skol_spark.persistence import (
     save_stage_directory,
 )
 from skol_spark.predict import PredictSpec
+from skol_spark.thresholds import check_thresholds
 from skol_spark.trained_network import TrainedNetwork
 from skol_spark.udf import USE_ARROW_UDF, label_dataframe
 
@@ -188,6 +189,8 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         seed: int | None = None,
         validationFraction: float | None = None,
         earlyStoppingPatience: int | None = None,
+        thresholds: list[float] | None = None,
+        tuneThresholds: bool | None = None,
         predictBatchSize: int | None = None,
         weightStrategy: str | None = None,
         effectiveNumberBeta: float | None = None,
@@ -225,6 +228,8 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         seed: int | None = None,
         validationFraction: float | None = None,
         earlyStoppingPatience: int | None = None,
+        thresholds: list[float] | None = None,
+        tuneThresholds: bool | None = None,
         predictBatchSize: int | None = None,
         weightStrategy: str | None = None,
         effectiveNumberBeta: float | None = None,
@@ -300,6 +305,12 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
     def setEarlyStoppingPatience(self, value: int) -> "BiLSTMClassifier":
         return self._set(earlyStoppingPatience=value)
 
+    def setThresholds(self, value: list[float]) -> "BiLSTMClassifier":
+        return self._set(thresholds=value)
+
+    def setTuneThresholds(self, value: bool) -> "BiLSTMClassifier":
+        return self._set(tuneThresholds=value)
+
     def setPredictBatchSize(self, value: int) -> "BiLSTMClassifier":
         return self._set(predictBatchSize=value)
 
@@ -368,7 +379,13 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def _fit(self, dataset: DataFrame) -> "BiLSTMClassificationModel":
         from skol_spark.devices import training_device
-        from skol_spark.training import TrainingConfig, history_to_json, train_network, verify_rebuild
+        from skol_spark.training import (
+            TrainingConfig,
+            history_to_json,
+            train_network,
+            validation_thresholds,
+            verify_rebuild,
+        )
         from skol_spark.training_data import collect_training_data
 
         check_connect_support("fit")
@@ -376,6 +393,8 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         self._check_training_params()
         _check_input_schema(self, dataset.schema, with_label=True)
         labels, total = self._label_values(dataset)
+        if self.isSet(self.thresholds):
+            check_thresholds(self.getThresholds(), len(labels))
         columns = [self.getDocIdCol(), self.getPositionCol(), self.getLabelCol(), self.getFeaturesCol()]
         data = collect_training_data(
             dataset,
@@ -422,6 +441,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         with training_device(self.getUseGpu(), _driver_gpu_addresses(dataset)):
             network, history = train_network(data, config)
             trained = verify_rebuild(network, data, config.window_size)
+            tuned = validation_thresholds(network, data, config) if self.getTuneThresholds() else None
         if self.getMlflowLogging():
             from skol_spark.tracking import log_fit
 
@@ -436,6 +456,8 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             classWeightsUsed=class_weights,
             trainingHistory=history_to_json(history),
         )
+        if tuned is not None:
+            model._set(thresholds=tuned)
         return model._set_network(trained)
 
     def _initial_weights(self, num_features: int, labels: list[str]) -> list[Any] | None:
@@ -629,6 +651,15 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
     def setPredictBatchSize(self, value: int) -> "BiLSTMClassificationModel":
         return self._set(predictBatchSize=value)
 
+    def setThresholds(self, value: list[float]) -> "BiLSTMClassificationModel":
+        """Decide by the largest probability / threshold (Spark ML's ``thresholds``); see :mod:`skol_spark.thresholds`."""
+        return self._set(thresholds=value)
+
+    def clearThresholds(self) -> "BiLSTMClassificationModel":
+        """Decide by the largest probability again."""
+        self.clear(self.thresholds)
+        return self
+
     def setUseGpu(self, value: bool) -> "BiLSTMClassificationModel":
         return self._set(useGpu=value)
 
@@ -689,7 +720,13 @@ class BiLSTMClassificationModel(Model, _BiLSTMModelParams, MLWritable, MLReadabl
             vector_output=USE_ARROW_UDF,
             handle_invalid=self.getHandleInvalid(),
             use_gpu=self.getUseGpu(),
+            thresholds=self._checked_thresholds(),
         )
+
+    def _checked_thresholds(self) -> tuple[float, ...] | None:
+        if not self.isDefined(self.thresholds):
+            return None
+        return tuple(check_thresholds(self.getThresholds(), self.numClasses))
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         check_connect_support("transform")

@@ -22,6 +22,7 @@ from pyspark.ml.param.shared import (
 
 from skol_spark.class_weights import WEIGHT_STRATEGIES
 from skol_spark.invalid import HANDLE_INVALID
+from skol_spark.thresholds import check_thresholds
 
 __all__ = ["OUTPUT_LAYERS", "WEIGHT_STRATEGIES", "_BiLSTMParams", "_BiLSTMModelParams", "_HasInitialModel"]
 
@@ -245,6 +246,23 @@ class _BiLSTMParams(
         typeConverter=TypeConverters.toBoolean,
     )
 
+    thresholds: "Param[list[float]]" = Param(
+        Params._dummy(),
+        "thresholds",
+        "per-class thresholds of the decision, as Spark ML's: the class with the largest "
+        "probability / threshold is predicted (values >= 0, at most one 0, one per class). "
+        "Unset: the most probable class. probability and rawPrediction do not change.",
+        typeConverter=lambda value: check_thresholds(TypeConverters.toListFloat(value)),
+    )
+    tuneThresholds: "Param[bool]" = Param(
+        Params._dummy(),
+        "tuneThresholds",
+        "after training, set the model's thresholds to those that maximise macro-F1 on the "
+        "validation documents (needs validationFraction > 0): trades the recall class weights "
+        "buy on rare classes back for precision.",
+        typeConverter=TypeConverters.toBoolean,
+    )
+
     def __init__(self, *args: Any):
         super().__init__(*args)
         self._setDefault(
@@ -263,6 +281,7 @@ class _BiLSTMParams(
             seed=0,
             validationFraction=0.0,
             earlyStoppingPatience=0,
+            tuneThresholds=False,
             predictBatchSize=256,
             weightStrategy="inverse",
             effectiveNumberBeta=0.999,
@@ -318,6 +337,12 @@ class _BiLSTMParams(
     def getEarlyStoppingPatience(self) -> int:
         return self.getOrDefault(self.earlyStoppingPatience)
 
+    def getThresholds(self) -> list[float]:
+        return self.getOrDefault(self.thresholds)
+
+    def getTuneThresholds(self) -> bool:
+        return self.getOrDefault(self.tuneThresholds)
+
     def getPredictBatchSize(self) -> int:
         return self.getOrDefault(self.predictBatchSize)
 
@@ -348,6 +373,18 @@ class _BiLSTMParams(
                 f"earlyStoppingPatience={self.getEarlyStoppingPatience()}, "
                 f"validationFraction={self.getValidationFraction()}. Set validationFraction "
                 "(e.g. 0.1) or earlyStoppingPatience=0."
+            )
+        if self.getTuneThresholds() and self.getValidationFraction() <= 0:
+            raise ValueError(
+                "Expected validationFraction > 0 with tuneThresholds=True: thresholds are tuned on "
+                f"the validation documents. Received: validationFraction={self.getValidationFraction()}. "
+                "Set validationFraction (e.g. 0.1) or tuneThresholds=False."
+            )
+        if self.getTuneThresholds() and self.isSet(self.thresholds):
+            raise ValueError(
+                "Expected either thresholds or tuneThresholds=True, not both: tuning replaces them. "
+                f"Received: thresholds={self.getThresholds()}, tuneThresholds=True. Clear thresholds "
+                "or set tuneThresholds=False."
             )
 
     def _check_window_params(self) -> None:

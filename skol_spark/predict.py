@@ -27,6 +27,7 @@ import pyarrow as pa
 from skol_spark import invalid
 from skol_spark.devices import configure_worker_devices
 from skol_spark.projection import make_forward
+from skol_spark.thresholds import predict_with_thresholds
 from skol_spark.trained_network import TrainedNetwork
 from skol_spark.vectors import dense_features
 from skol_spark.windows import accumulate_windows, document_lengths, stream_windows
@@ -64,6 +65,7 @@ class PredictSpec:
     handle_invalid: str = "error"
     use_gpu: bool = False
     gpu_addresses: tuple[str, ...] = ()
+    thresholds: tuple[float, ...] | None = None
 
 
 def build_count(digest: str | None = None) -> int:
@@ -147,7 +149,11 @@ def _output(spec: PredictSpec, probs: np.ndarray) -> pa.StructArray:
     raw = np.log(np.clip(probs, 1e-12, None))
     as_column = _vector_struct if spec.vector_output else _list_array
     return pa.StructArray.from_arrays(
-        [pa.array(probs.argmax(axis=1).astype(np.float64)), as_column(probs), as_column(raw)],
+        [
+            pa.array(predict_with_thresholds(probs, spec.thresholds).astype(np.float64)),
+            as_column(probs),
+            as_column(raw),
+        ],
         names=["prediction", "probability", "rawPrediction"],
     )
 

@@ -25,6 +25,7 @@ from skol_spark.network import (
     build_network,
 )
 from skol_spark.projection import csr_matrix, make_forward, split_network
+from skol_spark.thresholds import macro_f1, tune_thresholds
 from skol_spark.trained_network import TrainedNetwork
 from skol_spark.training_data import FeatureRows, TrainingData
 from skol_spark.windows import gather_windows, predict_block, window_index, window_rows
@@ -134,19 +135,6 @@ def sparse_training_model(network: keras.Model) -> keras.Model:
     return keras.Model([rows, index, mask], sequence([windows, mask]), name="skol_bilstm_sparse_training")
 
 
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[float, float]:
-    """(macro-F1 over classes present in truth or prediction, accuracy)."""
-    confusion = np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(
-        num_classes, num_classes
-    )
-    tp = np.diag(confusion).astype(float)
-    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
-    present = (support + predicted) > 0
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=present)
-    accuracy = tp.sum() / max(1, confusion.sum())
-    return float(f1[present].mean()) if present.any() else 0.0, float(accuracy)
-
-
 class _EpochLog(keras.callbacks.Callback):
     """Validation metrics on whole validation documents, and one log line per epoch."""
 
@@ -161,8 +149,7 @@ class _EpochLog(keras.callbacks.Callback):
         self.network, self.data, self.config = network, data, config
         self.val = self.forward = None
         if val_docs is not None and len(val_docs):
-            offsets = np.concatenate([[0], np.cumsum(data.doc_lengths)])
-            rows = np.concatenate([np.arange(offsets[d], offsets[d + 1]) for d in val_docs])
+            rows = document_rows(data.doc_lengths, val_docs)
             self.val = (rows, data.labels[rows], data.doc_lengths[val_docs])
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -243,6 +230,34 @@ def block_probabilities(
         config.predict_batch_size,
         config.num_classes,
     )
+
+
+def document_rows(doc_lengths: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """Row indices of documents ``docs`` (rows are stored document after document)."""
+    offsets = np.concatenate([[0], np.cumsum(doc_lengths)])
+    return np.concatenate([np.arange(offsets[d], offsets[d + 1]) for d in docs])
+
+
+def validation_thresholds(
+    network: keras.Model, data: TrainingData, config: TrainingConfig
+) -> list[float] | None:
+    """Thresholds maximising macro-F1 on the validation documents (None when there are none).
+
+    The validation documents are the ones training held out (same split, same
+    seed); their probabilities are computed as executors compute them.
+    """
+    _, val_docs = split_documents(len(data.doc_lengths), config.validation_fraction, config.seed)
+    if not len(val_docs):
+        logger.warning("thresholds not tuned: %d document(s) leave none for validation", len(data.doc_lengths))
+        return None
+    rows = document_rows(data.doc_lengths, val_docs)
+    probs = block_probabilities(_validation_forward(network), data.features, rows, data.doc_lengths[val_docs], config)
+    thresholds, before, after = tune_thresholds(probs, data.labels[rows], config.num_classes)
+    logger.info(
+        "thresholds tuned on %d validation documents (%d positions): %s; validation macro-F1 %.4f -> %.4f",
+        len(val_docs), len(rows), ", ".join(f"{t:.4g}" for t in thresholds), before, after,
+    )
+    return thresholds
 
 
 def split_documents(num_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

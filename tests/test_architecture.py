@@ -17,7 +17,7 @@ MODULE_MAP = {
     "errors": (0, "errors"),
     **{m: (1, "core") for m in (
         "vectors", "windows", "invalid", "class_weights", "crf", "network", "projection", "trained_network",
-        "devices", "yedda",
+        "devices", "yedda", "thresholds",
     )},
     **{m: (2, "params") for m in ("params", "connect", "compat")},
     **{m: (3, "driver") for m in ("spark_collect", "training_data", "training", "tracking")},

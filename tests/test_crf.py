@@ -177,7 +177,7 @@ def crf_fitted(train_df, tiny_params):
 
 
 def _macro_f1(model, df):
-    from skol_spark.training import macro_f1
+    from skol_spark.thresholds import macro_f1
 
     rows = model.transform(df).select("label", "prediction").collect()
     return macro_f1(np.array([int(r.label) for r in rows]), np.array([int(r.prediction) for r in rows]), 3)[0]
