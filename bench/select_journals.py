@@ -23,13 +23,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SELECT_TRAIN = ("Mycotaxon/Vol054", "Mycotaxon/Vol055", "Mycotaxon/Vol056", "Mycotaxon/Vol117")
 SELECT_VALIDATE = ("Mycotaxon/Vol057", "Persoonia/Vol016")
 
-# name -> BiLSTMClassifier overrides of journals.DEFAULT_CLASSIFIER
+# name -> BiLSTMClassifier overrides of DEFAULT_CLASSIFIER (numFeatures: the hashed TF-IDF width)
 CONFIGURATIONS = {
     "softmax-e64": dict(outputLayer="softmax", embeddingSize=64),
     "crf-e64": dict(outputLayer="crf", embeddingSize=64),
     "softmax-e128": dict(outputLayer="softmax", embeddingSize=128),
     "softmax-e64-sqrt": dict(outputLayer="softmax", embeddingSize=64, weightStrategy="sqrt_inverse"),
     "softmax-e64-none": dict(outputLayer="softmax", embeddingSize=64, weightStrategy="none"),
+    # Thresholds tuned on 10 % of the training documents (held out of training).
+    "softmax-e64-tuned": dict(outputLayer="softmax", embeddingSize=64, validationFraction=0.1, tuneThresholds=True),
+    "softmax-e64-tuned-es": dict(
+        outputLayer="softmax", embeddingSize=64, validationFraction=0.1, tuneThresholds=True,
+        earlyStoppingPatience=3, epochs=12,
+    ),
+    # A wider hashed vocabulary (fewer collisions), cheap with the row-once projection.
+    "softmax-e64-tuned-16k": dict(
+        outputLayer="softmax", embeddingSize=64, validationFraction=0.1, tuneThresholds=True, numFeatures=16384
+    ),
 }
 
 

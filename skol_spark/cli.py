@@ -90,7 +90,7 @@ def run_demo(spark, num_docs: int = 120, epochs: int = 8, seed: int = 7, out=sys
 
 
 # (option, Param, type) of the BiLSTM hyperparameters train exposes; defaults
-# come from skol_spark.journals.DEFAULT_CLASSIFIER, else the estimator's own.
+# come from skol_spark.text_pipeline.DEFAULT_CLASSIFIER, else the estimator's own.
 _HYPERPARAMETERS = (
     ("--epochs", "epochs", int),
     ("--window-size", "windowSize", int),
@@ -103,8 +103,18 @@ _HYPERPARAMETERS = (
     ("--learning-rate", "learningRate", float),
     ("--weight-strategy", "weightStrategy", str),
     ("--validation-fraction", "validationFraction", float),
+    ("--early-stopping-patience", "earlyStoppingPatience", int),
+    ("--tune-thresholds", "tuneThresholds", "bool"),
     ("--seed", "seed", int),
 )
+
+
+def _true_or_false(text: str) -> bool:
+    """A boolean option's value: true/false (also yes/no, 1/0)."""
+    value = text.strip().lower()
+    if value not in ("true", "false", "yes", "no", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, received {text!r}")
+    return value in ("true", "yes", "1")
 
 
 def _job_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -153,7 +163,8 @@ def _feature_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
-    from skol_spark.journals import DEFAULT_CLASSIFIER, MODELS
+    from skol_spark.journals import MODELS
+    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER
     from skol_spark.params import WEIGHT_STRATEGIES
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -182,7 +193,11 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
         extra: dict[str, Any] = {"choices": WEIGHT_STRATEGIES} if param == "weightStrategy" else {}
         default = DEFAULT_CLASSIFIER.get(param)
         shown = "%(default)s" if default is not None else "the estimator's"
-        train.add_argument(option, dest=param, type=kind, default=default, metavar=None if extra else kind.__name__.upper(),
+        if kind == "bool":
+            kind, extra = _true_or_false, {"metavar": "{true,false}"}
+        elif not extra:
+            extra = {"metavar": kind.__name__.upper()}
+        train.add_argument(option, dest=param, type=kind, default=default,
                            help=f"BiLSTMClassifier {param} (default: {shown})", **extra)
 
     predict = commands.add_parser(

@@ -32,7 +32,7 @@ from skol_spark.crf_baseline import CRFSettings, collect_sequences, crf_confusio
 from skol_spark.datasets import read_yedda, with_three_classes
 from skol_spark.estimator import BiLSTMClassifier
 from skol_spark.evaluation import ClassificationReport, classification_report
-from skol_spark.text_pipeline import text_feature_stages
+from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, text_feature_stages
 
 __all__ = [
     "TRAIN_VOLUMES",
@@ -78,18 +78,6 @@ MODEL_TITLES = {
     "logistic": "LogisticRegression per paragraph, same features and weights",
 }
 
-# Chosen on the training volumes only (see BENCHMARKS.md).
-DEFAULT_CLASSIFIER: dict[str, Any] = dict(
-    windowSize=50,
-    hiddenSize=64,
-    numLayers=2,
-    dropout=0.3,
-    epochs=8,
-    batchSize=16,
-    learningRate=0.002,
-    weightStrategy="balanced",
-    seed=0,
-)
 
 
 @dataclass

@@ -47,6 +47,7 @@ __all__ = [
     "cue_stage",
     "shape_stages",
     "text_feature_stages",
+    "DEFAULT_CLASSIFIER",
     "skol_pipeline",
 ]
 
@@ -172,6 +173,22 @@ def text_feature_stages(
     return stages
 
 
+# What skol_pipeline(), `skol-spark train` on text and skol_spark.journals use
+# unless told otherwise: chosen on the journals' training volumes only
+# (bench/select_journals.py, BENCHMARKS.md).
+DEFAULT_CLASSIFIER: dict[str, Any] = dict(
+    windowSize=50,
+    hiddenSize=64,
+    numLayers=2,
+    dropout=0.3,
+    epochs=8,
+    batchSize=16,
+    learningRate=0.002,
+    weightStrategy="balanced",
+    seed=0,
+)
+
+
 def skol_pipeline(
     textCol: str = "text",
     labelCol: str = "label3",
@@ -189,7 +206,8 @@ def skol_pipeline(
     :func:`skol_spark.datasets.with_three_classes`); ``StringIndexer`` writes
     their indices, in alphabetical order of the names, to ``indexedLabelCol``.
     ``numFeatures``, ``layout``, ``shape``, ``cues`` and ``numShapeFeatures``
-    choose the features (:func:`text_feature_stages`).
+    choose the features (:func:`text_feature_stages`); ``classifier_params``
+    override :data:`DEFAULT_CLASSIFIER`, the BiLSTM's settings.
 
     Examples
     --------
@@ -203,6 +221,8 @@ def skol_pipeline(
                 shape=shape, cues=cues, numShapeFeatures=numShapeFeatures,
             ),
             StringIndexer(inputCol=labelCol, outputCol=indexedLabelCol, stringOrderType="alphabetAsc"),
-            BiLSTMClassifier(featuresCol="features", labelCol=indexedLabelCol, **classifier_params),
+            BiLSTMClassifier(
+                featuresCol="features", labelCol=indexedLabelCol, **{**DEFAULT_CLASSIFIER, **classifier_params}
+            ),
         ]
     )

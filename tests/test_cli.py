@@ -229,3 +229,17 @@ def test_spark_submit_runs_the_job_file_with_its_master(spark, features_parquet,
     report = json.loads(metrics.read_text())
     assert report["labels"] == labels == ["Misc-exposition", "Nomenclature", "Description"]
     assert sum(c["support"] for c in report["per_class"].values()) == n_in
+
+
+def test_train_options_default_to_the_chosen_settings_and_parse_booleans():
+    from skol_spark.cli import build_parser
+    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER
+
+    base = ["train", "--input", "x.parquet", "--model", "m"]
+    args = build_parser().parse_args(base)
+    for param, value in DEFAULT_CLASSIFIER.items():
+        assert getattr(args, param) == value, param
+    assert build_parser().parse_args([*base, "--tune-thresholds", "no"]).tuneThresholds is False
+    assert build_parser().parse_args([*base, "--tune-thresholds", "True"]).tuneThresholds is True
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--tune-thresholds", "maybe"])

@@ -71,3 +71,12 @@ def test_fitted_features_save_and_load(paragraphs, tmp_path, options):
     after = [r.features.toArray() for r in PipelineModel.load(path).transform(paragraphs).select("features").collect()]
     assert len(before) == len(after) == len(ROWS)
     assert all(np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_skol_pipeline_uses_the_chosen_settings_unless_told_otherwise(spark):
+    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, skol_pipeline
+
+    bilstm = skol_pipeline().getStages()[-1]
+    for param, value in DEFAULT_CLASSIFIER.items():
+        assert bilstm.getOrDefault(param) == value, param
+    assert skol_pipeline(epochs=2).getStages()[-1].getEpochs() == 2
