@@ -23,23 +23,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SELECT_TRAIN = ("Mycotaxon/Vol054", "Mycotaxon/Vol055", "Mycotaxon/Vol056", "Mycotaxon/Vol117")
 SELECT_VALIDATE = ("Mycotaxon/Vol057", "Persoonia/Vol016")
 
-# name -> BiLSTMClassifier overrides of DEFAULT_CLASSIFIER (numFeatures: the hashed TF-IDF width)
+# Each configuration names its vocabulary width and decision, so that runs mean the
+# same whatever DEFAULT_CLASSIFIER / DEFAULT_NUM_FEATURES become.
+ARGMAX = dict(validationFraction=0.0, tuneThresholds=False)  # all documents trained on, argmax decision
+TUNED = dict(validationFraction=0.1, tuneThresholds=True)  # 10 % held out to tune thresholds on
+SOFTMAX_E64 = dict(outputLayer="softmax", embeddingSize=64)
+
+# name -> overrides of DEFAULT_CLASSIFIER (numFeatures: the hashed word TF-IDF width)
 CONFIGURATIONS = {
-    "softmax-e64": dict(outputLayer="softmax", embeddingSize=64),
-    "crf-e64": dict(outputLayer="crf", embeddingSize=64),
-    "softmax-e128": dict(outputLayer="softmax", embeddingSize=128),
-    "softmax-e64-sqrt": dict(outputLayer="softmax", embeddingSize=64, weightStrategy="sqrt_inverse"),
-    "softmax-e64-none": dict(outputLayer="softmax", embeddingSize=64, weightStrategy="none"),
-    # Thresholds tuned on 10 % of the training documents (held out of training).
-    "softmax-e64-tuned": dict(outputLayer="softmax", embeddingSize=64, validationFraction=0.1, tuneThresholds=True),
-    "softmax-e64-tuned-es": dict(
-        outputLayer="softmax", embeddingSize=64, validationFraction=0.1, tuneThresholds=True,
-        earlyStoppingPatience=3, epochs=12,
-    ),
-    # A wider hashed vocabulary (fewer collisions), cheap with the row-once projection.
-    "softmax-e64-tuned-16k": dict(
-        outputLayer="softmax", embeddingSize=64, validationFraction=0.1, tuneThresholds=True, numFeatures=16384
-    ),
+    # First round: output layer, projection width, class weights.
+    "softmax-e64": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096),
+    "crf-e64": dict(outputLayer="crf", embeddingSize=64, **ARGMAX, numFeatures=4096),
+    "softmax-e128": dict(outputLayer="softmax", embeddingSize=128, **ARGMAX, numFeatures=4096),
+    "softmax-e64-sqrt": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="sqrt_inverse"),
+    "softmax-e64-none": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="none"),
+    # Second round: tuned thresholds, early stopping, a wider vocabulary (cheap with the projection).
+    "softmax-e64-tuned": dict(**SOFTMAX_E64, **TUNED, numFeatures=4096),
+    "softmax-e64-tuned-es": dict(**SOFTMAX_E64, **TUNED, numFeatures=4096, earlyStoppingPatience=3, epochs=12),
+    "softmax-e64-16k": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384),
+    "softmax-e64-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384),
+    "softmax-e64-tuned-64k": dict(**SOFTMAX_E64, **TUNED, numFeatures=65536),
 }
 
 

@@ -164,7 +164,7 @@ def _feature_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     from skol_spark.journals import MODELS
-    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER
+    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, DEFAULT_NUM_FEATURES
     from skol_spark.params import WEIGHT_STRATEGIES
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -185,7 +185,7 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace an existing model")
     train.add_argument("--labels", help="class names by index, comma-separated, for numeric labels "
                                         "without ML attributes")
-    train.add_argument("--num-features", type=int, default=4096, metavar="N",
+    train.add_argument("--num-features", type=int, default=DEFAULT_NUM_FEATURES, metavar="N",
                        help="hashed TF-IDF size, text input (default: %(default)s)")
     train.add_argument("--no-layout", action="store_true", help="no layout features (text input)")
     _feature_options(train)
@@ -234,7 +234,8 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
         help="directory holding Mycotaxon/ and Persoonia/ (default ../shared/data/skol-annotated/journals)",
     )
     journals.add_argument("--epochs", type=int, help="override the tuned number of epochs")
-    journals.add_argument("--num-features", type=int, default=4096, help="hashed TF-IDF size")
+    journals.add_argument("--num-features", type=int, default=DEFAULT_NUM_FEATURES,
+                          help="hashed TF-IDF size (default: %(default)s)")
     journals.add_argument("--no-layout", action="store_true", help="no layout features")
     _feature_options(journals)
     journals.add_argument("--models", default=",".join(MODELS), metavar="LIST",

@@ -165,7 +165,7 @@ def make_estimator(
     df: "DataFrame",
     columns: Columns,
     classifier_params: dict[str, Any],
-    num_features: int = 4096,
+    num_features: int | None = None,
     layout: bool = True,
     feature_options: dict[str, Any] | None = None,
 ) -> Any:
@@ -179,14 +179,15 @@ def make_estimator(
     from pyspark.sql import types as T
 
     from skol_spark.estimator import BiLSTMClassifier
-    from skol_spark.text_pipeline import skol_pipeline
+    from skol_spark.text_pipeline import DEFAULT_NUM_FEATURES, skol_pipeline
 
     _require(df, [columns.doc, columns.position, columns.label], "training")
     keys = dict(docIdCol=columns.doc, positionCol=columns.position)
     if input_kind(df, columns) == "text":
         return skol_pipeline(
             textCol=columns.text, labelCol=columns.label, indexedLabelCol=_INDEXED_LABEL,
-            numFeatures=num_features, layout=layout, **(feature_options or {}), **keys, **classifier_params,
+            numFeatures=num_features or DEFAULT_NUM_FEATURES, layout=layout, **(feature_options or {}), **keys,
+            **classifier_params,
         )
     if isinstance(df.schema[columns.label].dataType, T.NumericType):
         return BiLSTMClassifier(featuresCol=columns.features, labelCol=columns.label, **keys,

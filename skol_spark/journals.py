@@ -32,7 +32,7 @@ from skol_spark.crf_baseline import CRFSettings, collect_sequences, crf_confusio
 from skol_spark.datasets import read_yedda, with_three_classes
 from skol_spark.estimator import BiLSTMClassifier
 from skol_spark.evaluation import ClassificationReport, classification_report
-from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, text_feature_stages
+from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, DEFAULT_NUM_FEATURES, text_feature_stages
 
 __all__ = [
     "TRAIN_VOLUMES",
@@ -174,7 +174,7 @@ def compare_on_journals(
     root: str | os.PathLike,
     train_volumes: Sequence[str] = TRAIN_VOLUMES,
     eval_volumes: Sequence[str] = EVAL_VOLUMES,
-    numFeatures: int = 4096,
+    numFeatures: int = DEFAULT_NUM_FEATURES,
     layout: bool = True,
     max_docs: int | None = None,
     models: Sequence[str] = MODELS,
@@ -211,13 +211,15 @@ def compare_on_journals(
 
     reports: dict[str, ClassificationReport] = {}
     fit_seconds: dict[str, float] = {}
-    model, history = None, {}
+    model, history, thresholds = None, {}, None
     if "bilstm" in models:
         started = time.perf_counter()
         model = BiLSTMClassifier(**params).fit(train_f)
         fit_seconds["bilstm"] = time.perf_counter() - started
         reports["bilstm"] = classification_report(model.transform(test_f), labels)
         weights, history = model.getClassWeightsUsed(), model.history
+        if model.isDefined(model.thresholds):
+            thresholds = dict(zip(labels, model.getThresholds()))
     else:
         counts = dict(train_f.groupBy("label").count().collect())
         weights = compute_class_weights(
@@ -250,6 +252,7 @@ def compare_on_journals(
         "classifier": params,
         "crf": crf.to_dict(),
         "class_weights": dict(zip(labels, weights)),
+        "thresholds": thresholds,
     }
     return JournalComparison(reports, settings, fit_seconds, history, model, features, test_f)
 

@@ -48,6 +48,7 @@ __all__ = [
     "shape_stages",
     "text_feature_stages",
     "DEFAULT_CLASSIFIER",
+    "DEFAULT_NUM_FEATURES",
     "skol_pipeline",
 ]
 
@@ -59,6 +60,28 @@ LAYOUT_COLUMNS = (
     "layout_punctuation",
     "layout_starts_upper",
     "layout_ends_period",
+)
+
+
+# Width of the hashed word TF-IDF: text_feature_stages(), skol_pipeline(), the
+# CLI and skol_spark.journals (chosen with DEFAULT_CLASSIFIER).
+DEFAULT_NUM_FEATURES = 16384
+
+# What skol_pipeline(), `skol-spark train` on text and skol_spark.journals use
+# unless told otherwise: chosen on the journals' training volumes only
+# (bench/select_journals.py, BENCHMARKS.md).
+DEFAULT_CLASSIFIER: dict[str, Any] = dict(
+    windowSize=50,
+    hiddenSize=64,
+    numLayers=2,
+    dropout=0.3,
+    epochs=8,
+    batchSize=16,
+    learningRate=0.002,
+    weightStrategy="balanced",
+    validationFraction=0.1,
+    tuneThresholds=True,
+    seed=0,
 )
 
 
@@ -137,7 +160,7 @@ def shape_stages(
 def text_feature_stages(
     textCol: str = "text",
     outputCol: str = "features",
-    numFeatures: int = 4096,
+    numFeatures: int = DEFAULT_NUM_FEATURES,
     layout: bool = True,
     minDocFreq: int = 2,
     *,
@@ -173,27 +196,11 @@ def text_feature_stages(
     return stages
 
 
-# What skol_pipeline(), `skol-spark train` on text and skol_spark.journals use
-# unless told otherwise: chosen on the journals' training volumes only
-# (bench/select_journals.py, BENCHMARKS.md).
-DEFAULT_CLASSIFIER: dict[str, Any] = dict(
-    windowSize=50,
-    hiddenSize=64,
-    numLayers=2,
-    dropout=0.3,
-    epochs=8,
-    batchSize=16,
-    learningRate=0.002,
-    weightStrategy="balanced",
-    seed=0,
-)
-
-
 def skol_pipeline(
     textCol: str = "text",
     labelCol: str = "label3",
     indexedLabelCol: str = "label_index",
-    numFeatures: int = 4096,
+    numFeatures: int = DEFAULT_NUM_FEATURES,
     layout: bool = True,
     shape: bool = True,
     cues: bool = True,

@@ -233,10 +233,11 @@ def test_spark_submit_runs_the_job_file_with_its_master(spark, features_parquet,
 
 def test_train_options_default_to_the_chosen_settings_and_parse_booleans():
     from skol_spark.cli import build_parser
-    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER
+    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, DEFAULT_NUM_FEATURES
 
     base = ["train", "--input", "x.parquet", "--model", "m"]
     args = build_parser().parse_args(base)
+    assert args.num_features == DEFAULT_NUM_FEATURES
     for param, value in DEFAULT_CLASSIFIER.items():
         assert getattr(args, param) == value, param
     assert build_parser().parse_args([*base, "--tune-thresholds", "no"]).tuneThresholds is False

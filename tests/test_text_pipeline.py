@@ -74,9 +74,11 @@ def test_fitted_features_save_and_load(paragraphs, tmp_path, options):
 
 
 def test_skol_pipeline_uses_the_chosen_settings_unless_told_otherwise(spark):
-    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, skol_pipeline
+    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, DEFAULT_NUM_FEATURES, skol_pipeline
 
-    bilstm = skol_pipeline().getStages()[-1]
+    stages = skol_pipeline().getStages()
+    assert [s.getNumFeatures() for s in stages if s.hasParam("numFeatures")][0] == DEFAULT_NUM_FEATURES
+    bilstm = stages[-1]
     for param, value in DEFAULT_CLASSIFIER.items():
         assert bilstm.getOrDefault(param) == value, param
     assert skol_pipeline(epochs=2).getStages()[-1].getEpochs() == 2
