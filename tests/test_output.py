@@ -25,7 +25,7 @@ def test_explain_params_summarizes_the_network_params(fitted):
     assert "val_macro_f1" in lines["trainingHistory"]
     # Other Params are explained as pyspark does.
     assert lines["windowSize"] == Params.explainParam(fitted, "windowSize")
-    assert len(text) < 5000
+    assert len(text) < 8000  # ~5,000 characters of Param docs; the weights alone were 33,831
 
 
 _WORKER = """

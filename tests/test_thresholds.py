@@ -74,10 +74,10 @@ def test_tuning_leaves_a_perfect_decision_alone():
 
 
 def _rows(model, df):
-    return {
-        (r.doc_id, r.line_number): (np.asarray(r.probability.toArray()), r.prediction)
-        for r in model.transform(df).select("doc_id", "line_number", "probability", "prediction").collect()
-    }
+    """{(doc_id, line_number): (probability, prediction)}, in key order."""
+    rows = model.transform(df).select("doc_id", "line_number", "probability", "prediction").collect()
+    by_key = {(r.doc_id, r.line_number): (np.asarray(r.probability.toArray()), r.prediction) for r in rows}
+    return {key: by_key[key] for key in sorted(by_key)}
 
 
 def test_model_thresholds_change_the_prediction_only(fitted, test_df):
@@ -86,15 +86,14 @@ def test_model_thresholds_change_the_prediction_only(fitted, test_df):
     tuned = fitted.copy().setThresholds(thresholds)
     assert not fitted.isSet(fitted.thresholds)  # copy() left the original alone
     shifted = _rows(tuned, test_df)
-    assert plain.keys() == shifted.keys()
+    assert list(plain) == list(shifted)
     probs = np.stack([p for p, _ in plain.values()])
     assert np.allclose(probs, np.stack([p for p, _ in shifted.values()]))
     expected = predict_with_thresholds(probs, thresholds)
     assert [pred for _, pred in shifted.values()] == expected.astype(float).tolist()
     assert (expected != probs.argmax(axis=1)).any()  # the thresholds did change some decisions
-    assert [pred for _, pred in _rows(tuned.clearThresholds(), test_df).values()] == [
-        pred for _, pred in plain.values()
-    ]
+    cleared = _rows(tuned.clearThresholds(), test_df)
+    assert [pred for _, pred in cleared.values()] == [pred for _, pred in plain.values()]
 
 
 def test_model_thresholds_need_one_per_class(fitted, test_df):
