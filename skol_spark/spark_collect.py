@@ -96,8 +96,12 @@ def _classic_stream(df: Any) -> Iterator[pa.RecordBatch] | None:
     def batches() -> Iterator[pa.RecordBatch]:
         port, secret, server = jdf.collectAsArrowToPython()
         try:
-            with _load_from_socket((port, secret), _Unordered()) as stream:
-                yield from stream
+            loaded = _load_from_socket((port, secret), _Unordered())
+            if hasattr(loaded, "__enter__"):  # pyspark 4.1+: a context manager closing the socket
+                with loaded as stream:
+                    yield from stream
+            else:  # pyspark 4.0: the batch generator itself
+                yield from loaded
         finally:
             with unwrap_spark_exception():
                 server.getResult()

@@ -1,5 +1,7 @@
 """Run by tests/test_local_cluster.py through spark-submit: fit and transform on a
-local-cluster whose executors get skol_spark only from --py-files; prints JSON stats."""
+local-cluster whose driver and executors get skol_spark only from a zip, shipped
+by --py-files or, when the zip is the second argument, by addPyFile in this
+session; writes JSON stats to the first argument."""
 
 import json
 import os
@@ -8,11 +10,14 @@ import sys
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-import skol_spark
-from skol_spark import BiLSTMClassifier
-from skol_spark.datasets import make_synthetic_documents
-
 spark = SparkSession.builder.getOrCreate()
+if len(sys.argv) > 2:
+    spark.sparkContext.addPyFile(sys.argv[2])  # also puts it on this driver's sys.path
+
+import skol_spark  # noqa: E402
+from skol_spark import BiLSTMClassifier  # noqa: E402
+from skol_spark.datasets import make_synthetic_documents  # noqa: E402
+
 train = make_synthetic_documents(spark, num_docs=20, mean_length=40, num_features=8, seed=1)
 model = BiLSTMClassifier(windowSize=16, hiddenSize=8, numLayers=1, epochs=1, seed=3).fit(train)
 digest = model.trainedNetwork.digest

@@ -3,8 +3,10 @@
 The executors' interpreter is this venv's Python run with ``-S`` (no site
 module, so no .pth files: skol_spark's editable install is invisible) and the
 venv's site-packages on ``PYTHONPATH`` (every other package). skol_spark
-reaches the driver and executors only as the ``--py-files`` zip of pyspark's
-own ``bin/spark-submit``, as README's cluster recipe says.
+reaches the driver and executors only as a zip, both ways README's cluster
+recipe gives: ``--py-files`` of pyspark's own ``bin/spark-submit``, or
+``spark.sparkContext.addPyFile`` in the running session (the job imports
+skol_spark only after that call).
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def _spark_home(tmp_path: Path) -> Path:
     return home
 
 
-@pytest.mark.slow
-def test_local_cluster_with_py_files_builds_once_per_worker(tmp_path):
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """What both recipes share: (python without skol_spark, the zip, SPARK_HOME, env, dir)."""
+    tmp_path = tmp_path_factory.mktemp("local-cluster")
     python = _python_without_skol_spark(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SPARK_HOME")}
     probe = subprocess.run([str(python), "-c", "import pyspark, keras; import skol_spark"],
@@ -64,12 +68,22 @@ def test_local_cluster_with_py_files_builds_once_per_worker(tmp_path):
     home = _spark_home(tmp_path)
     env.update(SPARK_HOME=str(home), PYSPARK_PYTHON=str(python), PYSPARK_DRIVER_PYTHON=str(python),
                TF_CPP_MIN_LOG_LEVEL="2")
-    out = tmp_path / "stats.json"
+    return archive, home, env, tmp_path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shipping", ["--py-files", "addPyFile"])
+def test_local_cluster_ships_the_zip_and_builds_once_per_worker(cluster, shipping):
+    archive, home, env, tmp_path = cluster
+    out = tmp_path / f"stats{shipping}.json"
+    # --py-files: spark-submit ships the zip; addPyFile: the job's running session does.
+    ship = ["--py-files", str(archive)] if shipping == "--py-files" else []
+    job_args = [] if shipping == "--py-files" else [str(archive)]
     done = subprocess.run(
         [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,1024]",
          "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=4",
-         "--conf", "spark.driver.memory=1g", "--conf", "spark.locality.wait=0", "--py-files", str(archive),
-         str(ROOT / "tests" / "cluster_job.py"), str(out)],
+         "--conf", "spark.driver.memory=1g", "--conf", "spark.locality.wait=0", *ship,
+         str(ROOT / "tests" / "cluster_job.py"), str(out), *job_args],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-4000:]

@@ -4,6 +4,7 @@ Each notebook's kernel starts its own local Spark (its own JVM), imports this
 checkout (PYTHONPATH) and runs Spark's Python workers on this interpreter.
 """
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -86,6 +87,11 @@ def test_quickstart_runs_with_redis(kernel_dir, redis_url, monkeypatch):
     assert "macro-F1" in text and "Nomenclature" in text
     assert "the loaded model predicts the same" in text
     assert "saved to Redis under skol:quickstart" in text
+    if importlib.util.find_spec("mlflow") is None:
+        assert "mlflow is not installed: skipping the MLflow round trip." in text
+    else:
+        assert "signature inputs: ['doc_id', 'line_number'" in text and "'features'" in text
+        assert "logged to MLflow as runs:/" in text and "the loaded model predicts the same" in text
     assert _images(notebook) == 2  # training curves, confusion matrix
 
 
