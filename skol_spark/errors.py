@@ -18,6 +18,7 @@ __all__ = [
     "ModelExistsError",
     "StoreUnavailableError",
     "SparkConnectUnsupportedError",
+    "DistributedTrainingError",
     "JobError",
 ]
 
@@ -67,6 +68,10 @@ class StoreUnavailableError(ModelLoadError, ConnectionError):
 
 class SparkConnectUnsupportedError(RuntimeError):
     """The session is a Spark Connect client too old for what was asked (pyspark < 4.0)."""
+
+
+class DistributedTrainingError(RuntimeError):
+    """A data-parallel fit (numWorkers > 1) failed on a worker; the message carries that worker's error."""
 
 
 class JobError(ValueError):

@@ -156,6 +156,11 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
     initialModel : BiLSTMClassificationModel, optional
         Warm start: training begins from this model's weights (same features,
         classes, hiddenSize, embeddingSize, numLayers and outputLayer) and compiles with the current weights.
+    numWorkers : int, default 1
+        1 trains on the driver. More trains data-parallel on the executors in one
+        barrier stage (JAX multi-process, Keras DataParallel, CPU; needs jax on the
+        executors): whole documents per worker, gradients all-reduced every step,
+        no training row on the driver. The result is the same kind of model.
 
     Examples
     --------
@@ -199,6 +204,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         initialModel: "BiLSTMClassificationModel | None" = None,
         handleInvalid: str | None = None,
         mlflowLogging: bool | None = None,
+        numWorkers: int | None = None,
     ):
         super().__init__()
         self.setParams(**self._input_kwargs)
@@ -238,6 +244,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         initialModel: "BiLSTMClassificationModel | None" = None,
         handleInvalid: str | None = None,
         mlflowLogging: bool | None = None,
+        numWorkers: int | None = None,
     ) -> "BiLSTMClassifier":
         """Set Params by keyword; None leaves a Param as it is."""
         return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -335,6 +342,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
     def setMlflowLogging(self, value: bool) -> "BiLSTMClassifier":
         return self._set(mlflowLogging=value)
 
+    def setNumWorkers(self, value: int) -> "BiLSTMClassifier":
+        return self._set(numWorkers=value)
+
     def write(self) -> Any:
         """An MLWriter: Params as Spark ML metadata, plus initialModel in its own directory."""
         return _ClassifierWriter(self)
@@ -379,22 +389,24 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def _fit(self, dataset: DataFrame) -> "BiLSTMClassificationModel":
         from skol_spark.devices import training_device
-        from skol_spark.training import (
-            TrainingConfig,
-            history_to_json,
-            train_network,
-            validation_thresholds,
-            verify_rebuild,
-        )
+        from skol_spark.training import train_network, validation_thresholds, verify_rebuild
         from skol_spark.training_data import collect_training_data
 
         check_connect_support("fit")
         self._check_window_params()
         self._check_training_params()
         _check_input_schema(self, dataset.schema, with_label=True)
+        if self.getNumWorkers() > 1:
+            from skol_spark.distributed import check_distributed_params
+
+            check_distributed_params(
+                self.getNumWorkers(), self.getUseGpu(), self.getOutputLayer(), self.getTuneThresholds()
+            )
         labels, total = self._label_values(dataset)
         if self.isSet(self.thresholds):
             check_thresholds(self.getThresholds(), len(labels))
+        if self.getNumWorkers() > 1:
+            return self._fit_on_executors(dataset, labels)
         columns = [self.getDocIdCol(), self.getPositionCol(), self.getLabelCol(), self.getFeaturesCol()]
         data = collect_training_data(
             dataset,
@@ -416,13 +428,22 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         class_weights = resolve_class_weights(
             counts, labels, self.getWeightStrategy(), explicit, self.getEffectiveNumberBeta()
         )
-        logger.info(
-            "class weights: %s",
-            ", ".join(f"{name}={w:.4g} (n={n})" for name, w, n in zip(labels, class_weights, counts)),
+        _log_class_weights(labels, class_weights, counts)
+        config = self._training_config(
+            len(labels), class_weights, self._initial_weights(data.num_features, labels)
         )
-        config = TrainingConfig(
+        with training_device(self.getUseGpu(), _driver_gpu_addresses(dataset)):
+            network, history = train_network(data, config)
+            trained = verify_rebuild(network, data, config.window_size)
+            tuned = validation_thresholds(network, data, config) if self.getTuneThresholds() else None
+        return self._fitted_model(labels, data.num_features, class_weights, history, trained, tuned)
+
+    def _training_config(self, num_classes: int, class_weights: list[float], initial_weights: Any) -> Any:
+        from skol_spark.training import TrainingConfig
+
+        return TrainingConfig(
             window_size=self.getWindowSize(),
-            num_classes=len(labels),
+            num_classes=num_classes,
             class_weights=class_weights,
             hidden_size=self.getHiddenSize(),
             embedding_size=self.getEmbeddingSize(),
@@ -436,12 +457,45 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             validation_fraction=self.getValidationFraction(),
             early_stopping_patience=self.getEarlyStoppingPatience(),
             predict_batch_size=self.getPredictBatchSize(),
-            initial_weights=self._initial_weights(data.num_features, labels),
+            initial_weights=initial_weights,
         )
-        with training_device(self.getUseGpu(), _driver_gpu_addresses(dataset)):
-            network, history = train_network(data, config)
-            trained = verify_rebuild(network, data, config.window_size)
-            tuned = validation_thresholds(network, data, config) if self.getTuneThresholds() else None
+
+    def _fit_on_executors(self, dataset: DataFrame, labels: list[str]) -> "BiLSTMClassificationModel":
+        """numWorkers > 1: data-parallel training in one barrier stage (skol_spark.distributed)."""
+        from skol_spark.distributed import distributed_spec, fit_on_executors
+        from skol_spark.trained_network import weights_to_bytes
+
+        explicit = self.getClassWeights() if self.isDefined(self.classWeights) else None
+        resolve_class_weights([1] * len(labels), labels, self.getWeightStrategy(), explicit)  # keys, before the stage
+        width = self._expected_width(dataset)
+        initial = self._initial_weights(width, labels)  # None without initialModel (width is its then)
+        spec = distributed_spec(
+            self._training_config(len(labels), [], None),
+            num_workers=self.getNumWorkers(),
+            columns=(self.getDocIdCol(), self.getPositionCol(), self.getLabelCol(), self.getFeaturesCol()),
+            labels=labels,
+            handle_invalid=self.getHandleInvalid(),
+            width=width,
+            weight_strategy=self.getWeightStrategy(),
+            class_weights=explicit,
+            effective_number_beta=self.getEffectiveNumberBeta(),
+            initial_weights=None if initial is None else weights_to_bytes(initial),
+        )
+        fit = fit_on_executors(dataset, spec)
+        _log_class_weights(labels, fit.class_weights, fit.counts)
+        return self._fitted_model(labels, fit.num_features, fit.class_weights, fit.history, fit.network)
+
+    def _fitted_model(
+        self,
+        labels: list[str],
+        num_features: int,
+        class_weights: list[float],
+        history: dict[str, list[float]],
+        trained: TrainedNetwork,
+        tuned: list[float] | None = None,
+    ) -> "BiLSTMClassificationModel":
+        from skol_spark.training import history_to_json
+
         if self.getMlflowLogging():
             from skol_spark.tracking import log_fit
 
@@ -452,7 +506,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         self._copyValues(model)
         model._set(
             labels=labels,
-            numFeatures=data.num_features,
+            numFeatures=num_features,
             classWeightsUsed=class_weights,
             trainingHistory=history_to_json(history),
         )
@@ -488,6 +542,13 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
                 + ". Set them equal to warm-start."
             )
         return initial.trainedNetwork.weight_arrays()
+
+
+def _log_class_weights(labels: list[str], class_weights: list[float], counts: list[int]) -> None:
+    logger.info(
+        "class weights: %s",
+        ", ".join(f"{name}={w:.4g} (n={n})" for name, w, n in zip(labels, class_weights, counts)),
+    )
 
 
 def _driver_gpu_addresses(dataset: DataFrame) -> list[str]:

@@ -237,6 +237,16 @@ class _BiLSTMParams(
         "without one, fall back to the CPU with a warning. False hides GPUs from the workers.",
         typeConverter=TypeConverters.toBoolean,
     )
+    numWorkers: "Param[int]" = Param(
+        Params._dummy(),
+        "numWorkers",
+        "processes that train the network (> 0). 1 trains on the driver. More trains data-parallel "
+        "on the executors in one Spark barrier stage (JAX's multi-process runtime and Keras' "
+        "DataParallel, CPU, needs the jax package): each worker reads whole documents, gradients "
+        "are all-reduced every step, and no training row reaches the driver. A step then uses "
+        "numWorkers * ceil(batchSize / numWorkers) windows.",
+        typeConverter=_positive_int("numWorkers"),
+    )
     mlflowLogging: "Param[bool]" = Param(
         Params._dummy(),
         "mlflowLogging",
@@ -286,6 +296,7 @@ class _BiLSTMParams(
             weightStrategy="inverse",
             effectiveNumberBeta=0.999,
             useGpu=False,
+            numWorkers=1,
             mlflowLogging=True,
         )
 
@@ -360,6 +371,9 @@ class _BiLSTMParams(
 
     def getUseGpu(self) -> bool:
         return self.getOrDefault(self.useGpu)
+
+    def getNumWorkers(self) -> int:
+        return self.getOrDefault(self.numWorkers)
 
     def getMlflowLogging(self) -> bool:
         return self.getOrDefault(self.mlflowLogging)

@@ -160,12 +160,14 @@ class _EpochLog(keras.callbacks.Callback):
             probs = block_probabilities(self.forward, self.data.features, rows, lengths, self.config)
             f1, accuracy = macro_f1(labels, probs.argmax(axis=1), self.config.num_classes)
             logs["val_macro_f1"], logs["val_accuracy"] = f1, accuracy
-        logger.info(
-            "epoch %d/%d %s",
-            epoch + 1,
-            self.config.epochs,
-            " ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items())),
-        )
+        log_epoch(epoch, self.config.epochs, logs)
+
+
+def log_epoch(epoch: int, epochs: int, logs: dict) -> None:
+    """The driver's one line per epoch (``epoch`` 0-based)."""
+    logger.info(
+        "epoch %d/%d %s", epoch + 1, epochs, " ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items()))
+    )
 
 
 class _BestEpoch(keras.callbacks.Callback):
@@ -271,12 +273,12 @@ def split_documents(num_docs: int, fraction: float, seed: int) -> tuple[np.ndarr
     return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
 
 
-def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Fit a fresh (or warm-started) network; returns it and its per-epoch history."""
+def new_network(config: TrainingConfig, num_features: int) -> keras.Model:
+    """A fresh (or warm-started) network for this training, seeded by ``config.seed``."""
     keras.utils.set_random_seed(config.seed)
     model = build_network(
         config.window_size,
-        data.num_features,
+        num_features,
         config.num_classes,
         hidden_size=config.hidden_size,
         num_layers=config.num_layers,
@@ -287,6 +289,22 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     )
     if config.initial_weights is not None:
         model.set_weights(config.initial_weights)
+    return model
+
+
+def compile_trainer(model: keras.Model, config: TrainingConfig) -> keras.Model:
+    """``model`` compiled for training: a CRF network through its wrapper (weighted NLL, crf.py)."""
+    trainer = CRFTrainer(model, config.class_weights) if config.output_layer == "crf" else model
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss=None if trainer is not model else WeightedSparseCategoricalCrossentropy(config.class_weights),
+    )
+    return trainer
+
+
+def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Fit a fresh (or warm-started) network; returns it and its per-epoch history."""
+    model = new_network(config, data.num_features)
     network, batches = model, _WindowBatches
     sparse = isinstance(data.features, FeatureRows) and data.features.is_sparse
     # Sparse batches (tf.SparseTensors) train softmax networks on TensorFlow; the
@@ -298,12 +316,7 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
         and split_network(network) is not None
     ):
         model, batches = sparse_training_model(network), _SparseWindowBatches
-    # A CRF network is trained through a wrapper whose loss is the weighted NLL (crf.py).
-    trainer = CRFTrainer(model, config.class_weights) if config.output_layer == "crf" else model
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
-        loss=None if trainer is not model else WeightedSparseCategoricalCrossentropy(config.class_weights),
-    )
+    trainer = compile_trainer(model, config)
     train_docs, val_docs = split_documents(
         len(data.doc_lengths), config.validation_fraction, config.seed
     )
