@@ -222,7 +222,7 @@ def test_param_errors(spark, train_df, tiny_params):
     with pytest.raises(ValueError, match=r"Expected outputLayer='softmax' with numWorkers > 1"):
         BiLSTMClassifier(numWorkers=2, outputLayer="crf", **tiny_params).fit(train_df)
     with pytest.raises(ValueError, match=r"Expected tuneThresholds=False with numWorkers > 1"):
-        BiLSTMClassifier(numWorkers=2, tuneThresholds=True, **tiny_params).fit(train_df)
+        BiLSTMClassifier(numWorkers=2, tuneThresholds=True, validationFraction=0.2, **tiny_params).fit(train_df)
     with pytest.raises(ValueError, match=r"classWeights key 'Nomenclatur' is not a label"):
         BiLSTMClassifier(numWorkers=2, classWeights={"Nomenclatur": 3.0}, **tiny_params).fit(train_df)
 
