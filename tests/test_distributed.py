@@ -156,6 +156,7 @@ def _worker_processes() -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.connect
 def test_a_failed_worker_fails_the_fit_with_its_error_and_leaves_no_process(spark, train_df, tiny_params):
     from pyspark.sql import functions as F
 
