@@ -17,11 +17,17 @@ def _table():
     )
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["pyarrow15+", "pyarrow14"])
-def test_struct_array_round_trip(monkeypatch, native):
+@pytest.fixture(params=[True, False], ids=["pyarrow15+", "pyarrow14"])
+def struct_array_branch(request, monkeypatch):
+    """Each branch of compat's struct-array shims: pyarrow's own methods (where it has them), then the fallback."""
+    native = request.param
     if native and not compat._TABLE_STRUCT_ARRAYS:
-        pytest.skip("this pyarrow has no Table.to_struct_array")
+        pytest.skip("this pyarrow has no Table.to_struct_array / Table.from_struct_array")
     monkeypatch.setattr(compat, "_TABLE_STRUCT_ARRAYS", native)
+    return native
+
+
+def test_struct_array_round_trip(struct_array_branch):
     table = _table()
     array = compat.table_to_struct_array(table)
     assert isinstance(array, pa.StructArray) and array.type == pa.struct(list(table.schema))
@@ -29,12 +35,8 @@ def test_struct_array_round_trip(monkeypatch, native):
     assert compat.struct_array_to_table(array).equals(table)
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["pyarrow15+", "pyarrow14"])
-def test_struct_array_to_table_makes_null_rows_null_fields(monkeypatch, native):
+def test_struct_array_to_table_makes_null_rows_null_fields(struct_array_branch):
     """A null output row (handleInvalid='keep') is null in every column either way."""
-    if native and not compat._TABLE_STRUCT_ARRAYS:
-        pytest.skip("this pyarrow has no Table.from_struct_array")
-    monkeypatch.setattr(compat, "_TABLE_STRUCT_ARRAYS", native)
     table = _table()
     columns = [column.combine_chunks() for column in table.columns]
     masked = pa.StructArray.from_arrays(columns, fields=list(table.schema), mask=pa.array([False, True, False, False]))
