@@ -1,6 +1,8 @@
 # One command for the main job, one for the tests; each sets itself up.
 #   make demo   train, transform and evaluate on local Spark with synthetic data
-#   make test   run the test suite
+#   make test   run the main test suite (everything not marked slow; < 10 min)
+#   make test-slow   the end-to-end tests marked slow: spark-submit, local-cluster,
+#               a Spark Connect server, notebooks, data-parallel workers
 #   make test-lts   the core tests on the Spark 3.5 LTS stack (.ci/constraints-lts.txt)
 #   make test-spark40   the core tests on Spark 4.0 (.ci/constraints-spark40.txt)
 PYTHON ?= python3
@@ -8,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-lts test-spark40 install clean journals journals-transfer
+.PHONY: demo test test-slow test-lts test-spark40 install clean journals journals-transfer
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +24,10 @@ demo: $(STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark demo
 
 test: $(STAMP)
-	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2
+	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 -m "not slow"
+
+test-slow: $(STAMP)
+	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 -m slow
 
 # The pinned legs, one venv each (.venv-<leg>): the runtime's packages first,
 # pinned by .ci/constraints-<leg>.txt as the runtime has them, then skol_spark

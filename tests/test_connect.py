@@ -52,6 +52,7 @@ def _assembler_input(train_df):
     )
 
 
+@pytest.mark.slow
 def test_connect_marked_tests_pass_under_spark_connect(spark_connect, fitted, train_df, test_df, tmp_path):
     if spark_connect:
         pytest.skip("this is the Connect run")

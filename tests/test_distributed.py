@@ -67,6 +67,7 @@ def _macro_f1(model, df) -> float:
     return macro_f1(truth, predicted, model.numClasses)[0]
 
 
+@pytest.mark.slow
 def test_ranks_hold_identical_weights_after_every_step(parallel):
     _, messages = parallel
     [line] = [m for m in messages if "weight digests" in m]
@@ -83,6 +84,7 @@ def test_diverged_ranks_are_an_error():
         _check_ranks_agree(np.array([[5, 6, 7], [5, 6, 8]]))
 
 
+@pytest.mark.slow
 def test_loss_falls_and_every_epoch_is_in_history_and_on_the_driver_log(parallel):
     model, messages = parallel
     history = model.history
@@ -96,6 +98,7 @@ def test_loss_falls_and_every_epoch_is_in_history_and_on_the_driver_log(parallel
     assert max(epochs) < summary  # logged live, while the stage ran (the rest would follow the summary)
 
 
+@pytest.mark.slow
 def test_macro_f1_is_close_to_the_driver_fit(parallel, train_df, test_df, tiny_params):
     model, _ = parallel
     on_driver = BiLSTMClassifier(validationFraction=0.2, **{**tiny_params, "epochs": EPOCHS}).fit(train_df)
@@ -104,6 +107,7 @@ def test_macro_f1_is_close_to_the_driver_fit(parallel, train_df, test_df, tiny_p
     assert model.getClassWeightsUsed() == pytest.approx(on_driver.getClassWeightsUsed())
 
 
+@pytest.mark.slow
 def test_saves_loads_and_predicts_like_any_other_model(parallel, test_df, tmp_path):
     model, _ = parallel
     model.write().save(str(tmp_path / "model"))
@@ -112,6 +116,7 @@ def test_saves_loads_and_predicts_like_any_other_model(parallel, test_df, tmp_pa
     assert_same_predictions(predictions(model, test_df), predictions(loaded, test_df))
 
 
+@pytest.mark.slow
 def test_weights_move_from_jax_to_tensorflow_through_set_weights(parallel, test_df):
     """The fit already checks rank 0's JAX probabilities against the TensorFlow rebuild; here the
     model's network (rebuilt from JSON on TensorFlow) labels whole documents as transform does."""
@@ -157,6 +162,7 @@ def _worker_processes() -> list[psutil.Process]:
 
 
 @pytest.mark.connect
+@pytest.mark.slow
 def test_a_failed_worker_fails_the_fit_with_its_error_and_leaves_no_process(spark, train_df, tiny_params):
     from pyspark.sql import functions as F
 
@@ -178,6 +184,7 @@ def test_a_failed_worker_fails_the_fit_with_its_error_and_leaves_no_process(spar
     assert not _worker_processes()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_process_fails_the_fit(spark, train_df, tiny_params):
     """SIGKILL rank 1's JAX process mid-fit: the fit fails naming it, and no worker process is left."""
     import signal

@@ -26,6 +26,7 @@ TESTS = Path(__file__).resolve().parent
 # -- a Python worker killed in the middle of a transform ---------------------------------
 
 
+@pytest.mark.slow
 def test_killed_python_worker_is_retried_and_output_equals_a_clean_run(spark, tmp_path):
     """tests/kill_worker_job.py SIGKILLs the worker running the network on the first
     attempt of a task, in a Spark of its own that allows a retry (local[1,2])."""

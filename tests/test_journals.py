@@ -64,6 +64,7 @@ def test_journal_models_are_checked(spark):
 
 
 @needs_data
+@pytest.mark.slow
 def test_journal_transfer_baselines_from_the_command_line(spark, tmp_path, capsys):
     import json
 

@@ -80,6 +80,7 @@ def _images(notebook):
     )
 
 
+@pytest.mark.slow
 def test_quickstart_runs_with_redis(kernel_dir, redis_url, monkeypatch):
     notebook = _run(NOTEBOOKS / "quickstart.ipynb", kernel_dir, monkeypatch, SKOL_REDIS_URL=redis_url)
     text = _text(notebook)
@@ -99,6 +100,7 @@ def test_quickstart_runs_with_redis(kernel_dir, redis_url, monkeypatch):
     not (SHARED_DATA / "journals").is_dir(),
     reason=f"SKOL annotated journals not found at {SHARED_DATA} (../shared is absent)",
 )
+@pytest.mark.slow
 def test_real_data_notebook_runs(kernel_dir, monkeypatch):
     # The notebook's default data path, relative to the notebook, is the one tested.
     notebook = _run(NOTEBOOKS / "skol_real_data.ipynb", kernel_dir, monkeypatch, SKOL_DATA="")
