@@ -234,6 +234,8 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
         help="directory holding Mycotaxon/ and Persoonia/ (default ../shared/data/skol-annotated/journals)",
     )
     journals.add_argument("--epochs", type=int, help="override the tuned number of epochs")
+    journals.add_argument("--seed", type=int,
+                          help="BiLSTM seed (default: DEFAULT_CLASSIFIER's); runs with other seeds show the run-to-run spread")
     journals.add_argument("--num-features", type=int, default=DEFAULT_NUM_FEATURES,
                           help="hashed TF-IDF size (default: %(default)s)")
     journals.add_argument("--no-layout", action="store_true", help="no layout features")
@@ -326,10 +328,18 @@ def _demo(args: argparse.Namespace) -> None:
     run_demo(_local_spark(args.master), num_docs=args.docs, epochs=args.epochs, seed=args.seed)
 
 
+def journal_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The BiLSTM settings the journals command changes from DEFAULT_CLASSIFIER."""
+    overrides: dict[str, Any] = {"epochs": args.epochs} if args.epochs else {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    return overrides
+
+
 def _journals(args: argparse.Namespace) -> None:
     from skol_spark.journals import compare_on_journals, transfer_on_journals
 
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    overrides = journal_overrides(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.baselines_only:
         models = [m for m in models if m != "bilstm"]

@@ -244,3 +244,11 @@ def test_train_options_default_to_the_chosen_settings_and_parse_booleans():
     assert build_parser().parse_args([*base, "--tune-thresholds", "True"]).tuneThresholds is True
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--tune-thresholds", "maybe"])
+
+
+def test_journals_seed_and_epochs_override_the_defaults_only_when_given():
+    from skol_spark.cli import build_parser, journal_overrides
+
+    assert journal_overrides(build_parser().parse_args(["journals"])) == {}
+    args = build_parser().parse_args(["journals", "--seed", "0", "--epochs", "3"])
+    assert journal_overrides(args) == {"seed": 0, "epochs": 3}
