@@ -1,6 +1,7 @@
 """Where a Python worker's time goes: label_partition under cProfile, without Spark's plumbing.
 
     .venv/bin/python bench/profile_worker.py --size sparse
+    .venv/bin/python bench/profile_worker.py --size sparse --embedding 64   # the projected network
 
 Collects the benchmark's rows once (sorted by document and position, as the
 executors see them), then labels them in this process with one TensorFlow
@@ -29,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", choices=["dense", "sparse"], default="sparse")
     parser.add_argument("--positions", type=int, default=20000)
+    parser.add_argument("--embedding", type=int, default=0, help="embeddingSize of the network (0: none)")
     args = parser.parse_args()
     from pyspark.sql import SparkSession
 
@@ -39,7 +41,7 @@ def main() -> None:
     order = pc.sort_indices(table, sort_keys=[("doc_id", "ascending"), ("line_number", "ascending")])
     rows = table.take(order).combine_chunks().to_struct_array().combine_chunks()
     batches = [rows.slice(lo, 10000) for lo in range(0, len(rows), 10000)]
-    _, model = make_model(dim)
+    _, model = make_model(dim, args.embedding)
     spec = dataclasses.replace(model._predict_spec(), cpus=1)
     spark.stop()
 
