@@ -47,10 +47,10 @@ import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from bench_transform import measure, model_rate, noop  # noqa: E402
+from bench_transform import HIDDEN, LAYERS, WINDOW, make_model, measure, model_rate, noop  # noqa: E402
 from benchlib import PeakChildMemory, PeakRSS, quiet_local_spark  # noqa: E402
 
-WINDOW, HIDDEN, LAYERS, EMBEDDING = 50, 64, 2, 64
+EMBEDDING = 64  # the network is bench_transform's: window 50, 64 units x 2 layers
 LABELS = ["a", "b", "c"]
 
 
@@ -84,14 +84,6 @@ def dense_documents(spark, positions: int, dim: int = 256):
 
     df = make_synthetic_documents(spark, num_docs=max(1, positions // 100), mean_length=100, num_features=dim, seed=0)
     return df.select("doc_id", "line_number", "features", F.col("label").cast("double").alias("label"))
-
-
-def wrapped(dim: int, embedding: int):
-    from skol_spark import BiLSTMClassificationModel
-    from skol_spark.network import build_network
-
-    network = build_network(WINDOW, dim, 3, hidden_size=HIDDEN, num_layers=LAYERS, dropout=0.0, seed=0, embedding_size=embedding)
-    return network, BiLSTMClassificationModel.fromKeras(network, labels=LABELS, windowSize=WINDOW)
 
 
 def _identity(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -154,9 +146,9 @@ def run_input(spark, name: str, df, dim: int, rounds: int) -> dict:
     jobs = floors(df)
     wide = dim > 65536
     if not wide:
-        network0, model0 = wrapped(dim, 0)
+        network0, model0 = make_model(dim, 0)
         jobs["transform E=0"] = lambda: noop(model0.transform(df))
-    _, model64 = wrapped(dim, EMBEDDING)
+    _, model64 = make_model(dim, EMBEDDING)
     jobs["transform E=64"] = lambda: noop(model64.transform(df))
     shuffles = None
     if name == "sparse4096":
