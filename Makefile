@@ -23,11 +23,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark demo
 
+# Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md).
+PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2
+
 test: $(STAMP)
-	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-slow: $(STAMP)
-	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 -m slow
+	$(PYTEST) -m slow
 
 # The pinned legs, one venv each (.venv-<leg>): the runtime's packages first,
 # pinned by .ci/constraints-<leg>.txt as the runtime has them, then skol_spark
