@@ -25,6 +25,7 @@ from skol_spark.network import (
     build_network,
 )
 from skol_spark.projection import csr_matrix, make_forward, split_network
+from skol_spark.sparse_training import LazyAdam, batch_inputs, sparse_training_model
 from skol_spark.thresholds import macro_f1, tune_thresholds
 from skol_spark.trained_network import TrainedNetwork
 from skol_spark.training_data import FeatureRows, TrainingData
@@ -34,7 +35,6 @@ __all__ = ["TrainingConfig", "train_network", "verify_rebuild"]
 
 logger = logging.getLogger("skol_spark")
 
-ROWS_INPUT, ROW_INDEX_INPUT = "rows", "row_index"
 # The rebuild check's probe windows, densified, stay under this many bytes.
 _PROBE_BYTES = 64 << 20
 
@@ -96,43 +96,17 @@ class _WindowBatches(keras.utils.PyDataset):
 
 
 class _SparseWindowBatches(_WindowBatches):
-    """Batches for :func:`sparse_training_model`: the windows' rows as one sparse ``(U, D)`` tensor.
+    """Batches for :func:`skol_spark.sparse_training.sparse_training_model`.
 
-    Each batch holds its distinct rows once, as a ``tf.SparseTensor``, and a
-    ``(B, W)`` index into them; the model projects the rows and gathers the
-    windows in the graph, so no ``(B, W, D)`` array is ever made.
+    Each batch holds its distinct rows once, as a ``tf.SparseTensor`` over the
+    columns they use, and a ``(B, W)`` index into them; the model projects the
+    rows and gathers the windows in the graph, so no ``(B, W, D)`` array is
+    ever made.
     """
 
     def inputs(self, starts: np.ndarray, lengths: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
-        import tensorflow as tf
-
         mask, rows = window_rows(starts, lengths, self.window)
-        distinct, inverse = np.unique(rows[mask], return_inverse=True)
-        index = np.zeros(rows.shape, dtype=np.int32)
-        index[mask] = inverse
-        indptr, columns, values = self.data.features.csr_rows(distinct)
-        at = np.stack([np.repeat(np.arange(len(distinct)), np.diff(indptr)), columns], axis=1)
-        sparse = tf.SparseTensor(
-            at.astype(np.int64), values.astype(np.float32), (len(distinct), self.data.num_features)
-        )
-        return {ROWS_INPUT: sparse, ROW_INDEX_INPUT: index, MASK_INPUT: mask}, mask, rows
-
-
-def sparse_training_model(network: keras.Model) -> keras.Model:
-    """A model sharing ``network``'s layers: ``[sparse rows (U, D), row index (B, W), mask] -> (B, W, K)``.
-
-    ``network`` must be projected (:func:`skol_spark.projection.split_network`).
-    The rows are projected with a sparse product, windows of projected rows
-    are gathered in the graph and run through the ``sequence`` model; training
-    it trains ``network``.
-    """
-    projection, sequence = split_network(network)
-    window, width = network.inputs[0].shape[1], network.inputs[0].shape[2]
-    rows = keras.Input(shape=(width,), sparse=True, name=ROWS_INPUT)
-    index = keras.Input(shape=(window,), dtype="int32", name=ROW_INDEX_INPUT)
-    mask = keras.Input(shape=(window,), dtype="bool", name=MASK_INPUT)
-    windows = keras.ops.take(projection(rows), index, axis=0)
-    return keras.Model([rows, index, mask], sequence([windows, mask]), name="skol_bilstm_sparse_training")
+        return batch_inputs(self.data, rows, mask), mask, rows
 
 
 class _EpochLog(keras.callbacks.Callback):
@@ -292,11 +266,16 @@ def new_network(config: TrainingConfig, num_features: int) -> keras.Model:
     return model
 
 
-def compile_trainer(model: keras.Model, config: TrainingConfig) -> keras.Model:
-    """``model`` compiled for training: a CRF network through its wrapper (weighted NLL, crf.py)."""
+def compile_trainer(model: keras.Model, config: TrainingConfig, sparse_rows: bool = False) -> keras.Model:
+    """``model`` compiled for training: a CRF network through its wrapper (weighted NLL, crf.py).
+
+    With ``sparse_rows`` (``model`` from :func:`sparse_training_model`), Adam
+    updates only the projection rows each batch uses (:class:`LazyAdam`).
+    """
     trainer = CRFTrainer(model, config.class_weights) if config.output_layer == "crf" else model
+    optimizer = LazyAdam if sparse_rows else keras.optimizers.Adam
     trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        optimizer=optimizer(learning_rate=config.learning_rate),
         loss=None if trainer is not model else WeightedSparseCategoricalCrossentropy(config.class_weights),
     )
     return trainer
@@ -316,7 +295,7 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
         and split_network(network) is not None
     ):
         model, batches = sparse_training_model(network), _SparseWindowBatches
-    trainer = compile_trainer(model, config)
+    trainer = compile_trainer(model, config, sparse_rows=batches is _SparseWindowBatches)
     train_docs, val_docs = split_documents(
         len(data.doc_lengths), config.validation_fraction, config.seed
     )

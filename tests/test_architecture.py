@@ -21,7 +21,8 @@ MODULE_MAP = {
     )},
     **{m: (2, "params") for m in ("params", "connect", "compat")},
     **{m: (3, "driver") for m in (
-        "spark_collect", "training_data", "training", "tracking", "distributed", "distributed_worker",
+        "spark_collect", "training_data", "training", "sparse_training", "tracking", "distributed",
+        "distributed_worker",
     )},
     **{m: (3, "executor") for m in ("predict", "udf")},
     **{m: (3, "stores") for m in ("persistence", "stores", "keras_files")},

@@ -12,6 +12,7 @@ from skol_spark.errors import InvalidRowError
 from skol_spark.network import build_network
 from skol_spark.trained_network import TrainedNetwork
 from skol_spark.projection import split_network
+from skol_spark.sparse_training import batch_inputs, sparse_training_model
 from skol_spark.training import (
     TrainingConfig,
     _SparseWindowBatches,
@@ -19,7 +20,7 @@ from skol_spark.training import (
     train_network,
 )
 from skol_spark.training_data import FeatureRows, TrainingData
-from skol_spark.windows import predict_block, window_index
+from skol_spark.windows import predict_block, window_index, window_rows
 
 W, D, K, E = 6, 40, 3, 5
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -156,15 +157,19 @@ def test_sparse_training_batches_hold_sparse_rows_and_no_dense_window_tensor():
     batches = _SparseWindowBatches(data, starts, lengths, W, batch_size=3)
     for i in range(len(batches)):
         inputs, y, weights = batches[i]
-        rows, index, mask = inputs["rows"], inputs["row_index"], inputs["mask"]
-        assert isinstance(rows, tf.SparseTensor) and rows.shape[1] == D
+        rows, columns, index, mask = inputs["rows"], inputs["columns"], inputs["row_index"], inputs["mask"]
+        # Only the columns the batch uses, each once and in order.
+        assert isinstance(rows, tf.SparseTensor) and rows.shape[1] == len(columns) < D
+        assert np.all(np.diff(columns) > 0) and columns.dtype == np.int32
         assert all(v.ndim <= 2 for k, v in inputs.items() if k != "rows")  # nothing (B, W, D)
         assert index.shape == mask.shape == y.shape == weights.shape
-        # The sparse rows, gathered by the index, are the dense batch's windows.
+        # The sparse rows, put back in their columns and gathered by the index, are the dense batch's windows.
         expected, expected_mask, _ = _WindowBatches(data, starts, lengths, W, batch_size=3).inputs(
             starts[i * 3 : (i + 1) * 3], lengths[i * 3 : (i + 1) * 3]
         )
-        gathered = tf.sparse.to_dense(rows).numpy()[index] * mask[..., None]
+        full = np.zeros((rows.shape[0], D), np.float32)
+        full[:, columns] = tf.sparse.to_dense(rows).numpy()
+        gathered = full[index] * mask[..., None]
         np.testing.assert_array_equal(mask, expected_mask)
         np.testing.assert_allclose(gathered, expected["features"])
 
@@ -184,6 +189,58 @@ def test_fit_on_sparse_rows_trains_the_projection_and_predicts_like_the_whole_ne
     whole = lambda x, m: keras.ops.convert_to_numpy(network([x, m], training=False))  # noqa: E731
     probs = _label(_spec(network), data.doc_lengths, _vector_column(dense, sparse=True), [50, 57])
     np.testing.assert_allclose(probs, predict_block(whole, dense, data.doc_lengths, W, W, 4, K), rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_training_model_computes_the_network_and_its_kernel_gradient_names_only_used_columns():
+    import tensorflow as tf
+
+    dense, data = _sparse_data([13, 4, 9], seed=2)
+    network = build_network(W, D, K, hidden_size=4, num_layers=1, dropout=0.0, seed=0, embedding_size=E)
+    trainer = sparse_training_model(network)
+    starts, lengths, _ = window_index(data.doc_lengths, W, W)
+    mask, rows = window_rows(starts, lengths, W)
+    inputs = {
+        name: value if isinstance(value, tf.SparseTensor) else tf.convert_to_tensor(value)
+        for name, value in batch_inputs(data, rows, mask).items()
+    }
+    x = _WindowBatches(data, starts, lengths, W, batch_size=len(starts)).inputs(starts, lengths)[0]["features"]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(trainer(inputs)) * mask[..., None],
+        keras.ops.convert_to_numpy(network([x, mask])) * mask[..., None],
+        rtol=1e-5, atol=1e-6,
+    )
+    kernel = split_network(network)[0].kernel
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(trainer(inputs))
+    gradient = tape.gradient(loss, kernel.value)
+    assert isinstance(gradient, tf.IndexedSlices)
+    assert set(gradient.indices.numpy()) == set(np.flatnonzero(np.abs(dense[rows[mask]]).sum(axis=0)))
+
+
+def test_lazy_adam_updates_only_the_rows_a_sparse_gradient_names():
+    import tensorflow as tf
+
+    from skol_spark.sparse_training import LazyAdam
+
+    start = np.arange(12, dtype=np.float32).reshape(4, 3)
+    lazy, dense = keras.Variable(start), keras.Variable(start)
+    lazy_adam, dense_adam = LazyAdam(learning_rate=0.1), keras.optimizers.Adam(learning_rate=0.1)
+    first = tf.IndexedSlices(tf.constant([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]]), tf.constant([0, 2]), tf.constant([4, 3]))
+    lazy_adam.apply_gradients([(first, lazy)])
+    dense_adam.apply_gradients([(tf.convert_to_tensor(first), dense)])
+    # From zero moments, the rows a gradient leaves out do not move under Adam either.
+    np.testing.assert_allclose(lazy.numpy(), dense.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(lazy.numpy()[[1, 3]], start[[1, 3]])
+    after_first = lazy.numpy().copy()
+    # Repeated rows are summed, as a dense gradient would add them.
+    second = tf.IndexedSlices(tf.constant([[1.0, 1.0, 1.0], [2.0, 0.0, -1.0]]), tf.constant([1, 1]), tf.constant([4, 3]))
+    lazy_adam.apply_gradients([(second, lazy)])
+    dense_adam.apply_gradients([(tf.convert_to_tensor(second), dense)])
+    np.testing.assert_allclose(lazy.numpy()[1], dense.numpy()[1], atol=1e-5)
+    # Rows 0 and 2 keep their weights (dense Adam moves them by their momentum); row 3 was never used.
+    np.testing.assert_array_equal(lazy.numpy()[[0, 2]], after_first[[0, 2]])
+    assert not np.allclose(dense.numpy()[[0, 2]], after_first[[0, 2]])
+    np.testing.assert_array_equal(lazy.numpy()[3], start[3])
 
 
 def test_format_1_model_has_no_projection_and_saves_again_as_format_2(spark, tmp_path):
