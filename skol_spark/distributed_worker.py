@@ -182,11 +182,11 @@ def _batches_class():
     return EqualSteps
 
 
-def _callbacks(network: Any, eval_network: Any, data: Any, val_docs: np.ndarray, config: Any, spec_progress: Any):
+def _callbacks(network: Any, eval_network: Any, data: Any, split: Any, config: Any, spec_progress: Any):
     import keras
 
     from skol_spark.thresholds import macro_f1
-    from skol_spark.training import _validation_forward, block_probabilities, document_rows
+    from skol_spark.training import _validation_forward, block_probabilities
 
     class StepDigests(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -198,14 +198,14 @@ def _callbacks(network: Any, eval_network: Any, data: Any, val_docs: np.ndarray,
             self.digests.append(_digest(_local_arrays(network)))
 
     class GlobalValidation(keras.callbacks.Callback):
-        """Validation macro-F1 over the validation documents of all ranks (confusion matrices summed)."""
+        """Validation macro-F1 over the validation rows of all ranks (confusion matrices summed)."""
 
         def __init__(self) -> None:
             super().__init__()
             self.rows = None
-            if len(val_docs):
-                rows = document_rows(data.doc_lengths, val_docs)
-                self.rows = (rows, data.labels[rows], data.doc_lengths[val_docs])
+            if split.has_validation:
+                rows = split.val_rows
+                self.rows = (rows, data.labels[rows], split.val_lengths)
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             k = config.num_classes
@@ -264,7 +264,7 @@ def train(workdir: Path, spec: dict) -> None:
         _BestEpoch,
         compile_trainer,
         new_network,
-        split_documents,
+        split_validation,
     )
     from skol_spark.windows import gather_windows, window_index
 
@@ -274,11 +274,10 @@ def train(workdir: Path, spec: dict) -> None:
     fraction, seed = spec["config"]["validation_fraction"], spec["config"]["seed"]
     window = spec["config"]["window_size"]
     doc_lengths = np.zeros(0, np.int64) if data is None else data.doc_lengths
-    # Validation documents: this rank's share, drawn with the fit's fraction and a per-rank seed.
-    train_docs, val_docs = split_documents(len(doc_lengths), fraction, seed + rank)
-    starts, lengths, window_doc = window_index(doc_lengths, window, window)
-    is_train = np.isin(window_doc, train_docs)
-    width, counts, windows = _agree(data, len(labels), (int(is_train.sum()), int((~is_train).sum())))
+    # Validation rows: segments of this rank's documents, drawn with the fit's fraction and a per-rank seed.
+    split = split_validation(doc_lengths, fraction, seed + rank, window)
+    train_windows, val_windows = split.windows(False, window), split.windows(True, window)
+    width, counts, windows = _agree(data, len(labels), (len(train_windows[0]), len(val_windows[0])))
     if data is None:
         data = _empty_data(width)
     class_weights = resolve_class_weights(
@@ -301,14 +300,12 @@ def train(workdir: Path, spec: dict) -> None:
     network = new_network(config, width)
     trainer = compile_trainer(network, config)
     batches = _batches_class()
-    train = batches(data, starts[is_train], lengths[is_train], config.window_size, local_batch, train_steps,
-                    seed=config.seed + rank)
+    train = batches(data, *train_windows, config.window_size, local_batch, train_steps, seed=config.seed + rank)
     validation = None
     if val_steps:
-        validation = batches(data, starts[~is_train], lengths[~is_train], config.window_size, local_batch,
-                             val_steps)
+        validation = batches(data, *val_windows, config.window_size, local_batch, val_steps)
     digests, global_validation, progress = _callbacks(
-        network, eval_network, data, val_docs, config, spec.get("progress") if rank == 0 else None
+        network, eval_network, data, split, config, spec.get("progress") if rank == 0 else None
     )
     callbacks = [digests, progress]
     if val_steps:
@@ -326,6 +323,7 @@ def train(workdir: Path, spec: dict) -> None:
     trained = TrainedNetwork.from_keras(network)
     (workdir / RESULT_WEIGHTS).write_bytes(trained.weights)
     per_window = 4 * config.window_size * width
+    starts, lengths, _ = window_index(doc_lengths, window, window)  # probe windows: the first of rank 0's rows
     probe_count = int(min(8, max(1, _PROBE_BYTES // max(1, per_window)), len(starts)))
     if probe_count:
         eval_network.set_weights(final)

@@ -173,7 +173,9 @@ class _BiLSTMParams(
     validationFraction: "Param[float]" = Param(
         Params._dummy(),
         "validationFraction",
-        "share of documents held out for per-epoch validation metrics, in [0, 1); 0 = none.",
+        "share of the training rows held out for validation metrics, early stopping and tuneThresholds, in "
+        "[0, 1); 0 = none. Each document is cut into windowSize-long segments and that share of every "
+        "document's segments (rounded at random) is held out, each held-out run predicted on its own.",
         typeConverter=_checked(
             "validationFraction", TypeConverters.toFloat, lambda v: 0 <= v < 1, "a fraction in [0, 1)"
         ),
@@ -268,7 +270,7 @@ class _BiLSTMParams(
         Params._dummy(),
         "tuneThresholds",
         "after training, set the model's thresholds to those that maximise macro-F1 on the "
-        "validation documents (needs validationFraction > 0): trades the recall class weights "
+        "validation rows (needs validationFraction > 0): trades the recall class weights "
         "buy on rare classes back for precision.",
         typeConverter=TypeConverters.toBoolean,
     )
@@ -391,7 +393,7 @@ class _BiLSTMParams(
         if self.getTuneThresholds() and self.getValidationFraction() <= 0:
             raise ValueError(
                 "Expected validationFraction > 0 with tuneThresholds=True: thresholds are tuned on "
-                f"the validation documents. Received: validationFraction={self.getValidationFraction()}. "
+                f"the validation rows. Received: validationFraction={self.getValidationFraction()}. "
                 "Set validationFraction (e.g. 0.1) or tuneThresholds=False."
             )
         if self.getTuneThresholds() and self.isSet(self.thresholds):

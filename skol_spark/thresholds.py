@@ -9,7 +9,7 @@ probability is above 0).
 A network trained with class weights predicts rare classes generously: its
 errors on SKOL's journals are false positives of Nomenclature and Description.
 :func:`tune_thresholds` chooses the thresholds that maximise macro-F1 on
-validation documents, by coordinate ascent over per-class log offsets, so that
+validation rows, by coordinate ascent over per-class log offsets, so that
 the decision, not the training, trades recall for precision.
 """
 

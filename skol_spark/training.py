@@ -31,7 +31,7 @@ from skol_spark.trained_network import TrainedNetwork
 from skol_spark.training_data import FeatureRows, TrainingData
 from skol_spark.windows import gather_windows, predict_block, window_index, window_rows
 
-__all__ = ["TrainingConfig", "train_network", "verify_rebuild"]
+__all__ = ["TrainingConfig", "ValidationSplit", "split_validation", "train_network", "verify_rebuild"]
 
 logger = logging.getLogger("skol_spark")
 
@@ -110,21 +110,21 @@ class _SparseWindowBatches(_WindowBatches):
 
 
 class _EpochLog(keras.callbacks.Callback):
-    """Validation metrics on whole validation documents, and one log line per epoch."""
+    """Validation metrics on the validation runs (as executors predict them), and one log line per epoch."""
 
     def __init__(
         self,
         network: keras.Model,
         data: TrainingData,
-        val_docs: np.ndarray | None,
+        split: ValidationSplit,
         config: TrainingConfig,
     ):
         super().__init__()
         self.network, self.data, self.config = network, data, config
         self.val = self.forward = None
-        if val_docs is not None and len(val_docs):
-            rows = document_rows(data.doc_lengths, val_docs)
-            self.val = (rows, data.labels[rows], data.doc_lengths[val_docs])
+        if split.has_validation:
+            rows = split.val_rows
+            self.val = (rows, data.labels[rows], split.val_lengths)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
@@ -208,43 +208,123 @@ def block_probabilities(
     )
 
 
-def document_rows(doc_lengths: np.ndarray, docs: np.ndarray) -> np.ndarray:
-    """Row indices of documents ``docs`` (rows are stored document after document)."""
-    offsets = np.concatenate([[0], np.cumsum(doc_lengths)])
-    return np.concatenate([np.arange(offsets[d], offsets[d + 1]) for d in docs])
+def run_rows(offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Row indices of runs of consecutive rows (``offsets[i]`` to ``offsets[i] + lengths[i]``), in order."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not len(lengths):
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.arange(int(ends[-1])) - np.repeat(ends - lengths, lengths) + np.repeat(np.asarray(offsets), lengths)
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """Training and validation rows, each as runs of consecutive rows of one document.
+
+    A run is ``(offset, length)`` in the sorted training rows. Windows, in
+    training and in validation, never cross a run's ends: each run is treated
+    as a document of its own.
+    """
+
+    train_offsets: np.ndarray
+    train_lengths: np.ndarray
+    val_offsets: np.ndarray
+    val_lengths: np.ndarray
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(len(self.val_lengths))
+
+    @property
+    def val_rows(self) -> np.ndarray:
+        return run_rows(self.val_offsets, self.val_lengths)
+
+    def windows(self, validation: bool, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start rows and real lengths of the windows (stride ``window``) over the training or validation runs."""
+        offsets, lengths = (
+            (self.val_offsets, self.val_lengths) if validation else (self.train_offsets, self.train_lengths)
+        )
+        starts, real, run = window_index(lengths, window, window)
+        if not len(starts):
+            return starts, real
+        local = starts - (np.cumsum(lengths) - lengths)[run]
+        return np.asarray(offsets, dtype=np.int64)[run] + local, real
+
+
+def split_validation(doc_lengths: np.ndarray, fraction: float, seed: int, segment: int) -> ValidationSplit:
+    """Hold out about ``fraction`` of the rows for validation, as segments spread over every document.
+
+    Each document is cut into consecutive segments of ``segment`` rows (the
+    window size; a document's last segment may be shorter), and a random
+    ``fraction`` of each document's segments is held out (rounded at random,
+    so a one-segment document is held out with probability ``fraction``; at
+    least one segment, never all); neighbouring segments on the same side are
+    merged into one run. Holding
+    out segments rather than whole documents keeps the validation rows a
+    sample of every document and journal, and every document in training,
+    also when a corpus has a few very long documents (SKOL's Mycotaxon
+    volumes are one file each): a document-level split of such a corpus
+    validated on a different journal's style with every seed.
+    """
+    doc_lengths = np.asarray(doc_lengths, dtype=np.int64)
+    doc_ends = np.cumsum(doc_lengths)
+    local = [np.arange(0, length, segment, dtype=np.int64) for length in doc_lengths]
+    seg_docs = np.repeat(np.arange(len(doc_lengths)), [len(x) for x in local])
+    seg_starts = np.concatenate(local) + (doc_ends - doc_lengths)[seg_docs] if len(local) else seg_docs
+    seg_ends = np.minimum(seg_starts + segment, doc_ends[seg_docs])
+    held = np.zeros(len(seg_starts), dtype=bool)
+    if fraction > 0 and len(seg_starts) >= 2:
+        # Stratified by document: each holds out fraction x its segments, rounded at random
+        # so that small documents are held out whole as often as the fraction says.
+        rng = np.random.default_rng(seed)
+        counts = np.array([len(x) for x in local])
+        take = np.floor(fraction * counts + rng.random(len(counts))).astype(np.int64)
+        order = np.lexsort((rng.random(len(seg_starts)), seg_docs))  # each document's segments, shuffled
+        rank = np.arange(len(seg_starts)) - np.repeat(np.cumsum(counts) - counts, counts)
+        held[order] = rank < np.repeat(take, counts)
+        if not held.any():
+            held[rng.integers(len(held))] = True
+        elif held.all():
+            held[rng.integers(len(held))] = False
+    runs = []
+    for side in (False, True):
+        pick = np.flatnonzero(held == side)
+        # A segment opens a run unless the previous segment of its side is its neighbour in the same document.
+        opens = np.ones(len(pick), dtype=bool)
+        opens[1:] = (seg_starts[pick[1:]] != seg_ends[pick[:-1]]) | (seg_docs[pick[1:]] != seg_docs[pick[:-1]])
+        first, last = pick[opens], pick[np.append(np.flatnonzero(opens)[1:] - 1, len(pick) - 1)] if len(pick) else pick
+        runs += [seg_starts[first], seg_ends[last] - seg_starts[first]]
+    return ValidationSplit(*runs)
+
+
+def _documents_of(doc_lengths: np.ndarray, offsets: np.ndarray) -> int:
+    """How many documents the runs starting at ``offsets`` come from."""
+    return len(np.unique(np.searchsorted(np.cumsum(doc_lengths), offsets, side="right")))
 
 
 def validation_thresholds(
     network: keras.Model, data: TrainingData, config: TrainingConfig
 ) -> list[float] | None:
-    """Thresholds maximising macro-F1 on the validation documents (None when there are none).
+    """Thresholds maximising macro-F1 on the validation rows (None when there are none).
 
-    The validation documents are the ones training held out (same split, same
-    seed); their probabilities are computed as executors compute them.
+    The validation rows are the ones training held out (same split, same
+    seed: :func:`split_validation`); their probabilities are computed as
+    executors compute them, each validation run as a document of its own.
     """
-    _, val_docs = split_documents(len(data.doc_lengths), config.validation_fraction, config.seed)
-    if not len(val_docs):
-        logger.warning("thresholds not tuned: %d document(s) leave none for validation", len(data.doc_lengths))
+    split = split_validation(data.doc_lengths, config.validation_fraction, config.seed, config.window_size)
+    if not split.has_validation:
+        logger.warning("thresholds not tuned: %d training rows leave none for validation", len(data.labels))
         return None
-    rows = document_rows(data.doc_lengths, val_docs)
-    probs = block_probabilities(_validation_forward(network), data.features, rows, data.doc_lengths[val_docs], config)
+    rows = split.val_rows
+    probs = block_probabilities(_validation_forward(network), data.features, rows, split.val_lengths, config)
     thresholds, before, after = tune_thresholds(probs, data.labels[rows], config.num_classes)
     logger.info(
-        "thresholds tuned on %d validation documents (%d positions): %s; validation macro-F1 %.4f -> %.4f",
-        len(val_docs), len(rows), ", ".join(f"{t:.4g}" for t in thresholds), before, after,
+        "thresholds tuned on %d validation positions (%d runs from %d documents): %s; "
+        "validation macro-F1 %.4f -> %.4f",
+        len(rows), len(split.val_lengths), _documents_of(data.doc_lengths, split.val_offsets),
+        ", ".join(f"{t:.4g}" for t in thresholds), before, after,
     )
     return thresholds
-
-
-def split_documents(num_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation document indices; validation keeps at least one document."""
-    docs = np.arange(num_docs)
-    if fraction <= 0 or num_docs < 2:
-        return docs, docs[:0]
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permutation(num_docs)
-    n_val = min(num_docs - 1, max(1, round(fraction * num_docs)))
-    return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
 
 
 def new_network(config: TrainingConfig, num_features: int) -> keras.Model:
@@ -296,25 +376,18 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     ):
         model, batches = sparse_training_model(network), _SparseWindowBatches
     trainer = compile_trainer(model, config, sparse_rows=batches is _SparseWindowBatches)
-    train_docs, val_docs = split_documents(
-        len(data.doc_lengths), config.validation_fraction, config.seed
-    )
-    starts, lengths, window_doc = window_index(data.doc_lengths, config.window_size, config.window_size)
-    is_train = np.isin(window_doc, train_docs)
-    train = batches(
-        data, starts[is_train], lengths[is_train], config.window_size, config.batch_size, seed=config.seed
-    )
+    split = split_validation(data.doc_lengths, config.validation_fraction, config.seed, config.window_size)
+    train = batches(data, *split.windows(False, config.window_size), config.window_size, config.batch_size,
+                    seed=config.seed)
     validation = None
-    if len(val_docs):
-        validation = batches(
-            data, starts[~is_train], lengths[~is_train], config.window_size, config.batch_size
-        )
-    callbacks: list[keras.callbacks.Callback] = [_EpochLog(network, data, val_docs, config)]
+    if split.has_validation:
+        validation = batches(data, *split.windows(True, config.window_size), config.window_size, config.batch_size)
+    callbacks: list[keras.callbacks.Callback] = [_EpochLog(network, data, split, config)]
     if config.early_stopping_patience > 0:
-        if len(val_docs):
+        if split.has_validation:
             callbacks.append(_BestEpoch(config.early_stopping_patience))
         else:
-            logger.warning("early stopping is off: %d document(s) leave none for validation", len(data.doc_lengths))
+            logger.warning("early stopping is off: %d training rows leave none for validation", len(data.labels))
     history = trainer.fit(
         train,
         validation_data=validation,

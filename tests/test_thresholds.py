@@ -1,4 +1,4 @@
-"""The decision rule: Spark ML's ``thresholds`` on the model, and thresholds tuned on validation documents."""
+"""The decision rule: Spark ML's ``thresholds`` on the model, and thresholds tuned on validation rows."""
 
 import numpy as np
 import pytest
@@ -128,16 +128,25 @@ def tuned(train_df, tiny_params):
     ).fit(train_df)
 
 
-def test_fit_tunes_thresholds_on_the_validation_documents(tuned, train_df, tiny_params):
-    from skol_spark.training import split_documents
+def test_fit_tunes_thresholds_on_the_validation_rows(spark, tuned, train_df, tiny_params):
+    from skol_spark.training import split_validation
 
     thresholds = tuned.getThresholds()
     assert len(thresholds) == 3 and sum(thresholds) == pytest.approx(1.0)
-    # Same split, same seed: the thresholds are those that maximise macro-F1 on those documents.
-    docs = sorted(r.doc_id for r in train_df.select("doc_id").distinct().collect())
-    _, val = split_documents(len(docs), 0.25, tiny_params["seed"])
-    validation = train_df.where(train_df.doc_id.isin([docs[i] for i in val]))
+    # Same split, same seed: the thresholds are those that maximise macro-F1 on the held-out
+    # runs, each predicted as a document of its own (as fit predicted them).
+    keys = sorted((r.doc_id, r.line_number) for r in train_df.select("doc_id", "line_number").collect())
+    docs = sorted({d for d, _ in keys})
+    lengths = np.array([sum(1 for d, _ in keys if d == doc) for doc in docs])
+    split = split_validation(lengths, 0.25, tiny_params["seed"], tiny_params["windowSize"])
+    run_of = {}
+    for run, (offset, length) in enumerate(zip(split.val_offsets, split.val_lengths)):
+        for i in range(offset, offset + length):
+            run_of[keys[i]] = f"run-{run}"
+    runs = spark.createDataFrame([(d, p, r) for (d, p), r in run_of.items()], "doc_id string, line_number int, run string")
+    validation = train_df.join(runs, ["doc_id", "line_number"]).drop("doc_id").withColumnRenamed("run", "doc_id")
     rows = tuned.transform(validation).select("label", "probability").collect()
+    assert len(rows) == int(split.val_lengths.sum())
     y = np.array([int(r.label) for r in rows])
     probs = np.stack([r.probability.toArray() for r in rows])
     tuned_f1 = macro_f1(y, predict_with_thresholds(probs, thresholds), 3)[0]
