@@ -97,6 +97,7 @@ _HYPERPARAMETERS = (
     ("--window-stride", "windowStride", int),
     ("--hidden-size", "hiddenSize", int),
     ("--embedding-size", "embeddingSize", int),
+    ("--ensemble-size", "ensembleSize", int),
     ("--num-layers", "numLayers", int),
     ("--dropout", "dropout", float),
     ("--batch-size", "batchSize", int),

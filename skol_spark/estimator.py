@@ -138,6 +138,10 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
     embeddingSize : int
         Width of the per-position linear projection before the BiLSTM (64; 0 for
         none). Sparse feature rows are projected once each, with a sparse product.
+    ensembleSize : int, default 1
+        Networks trained one after the other (seeds seed, seed + 1, ...) and
+        averaged into one network: less seed-to-seed variance for that many
+        times the fit and transform cost (softmax output, embeddingSize > 0).
     epochs, batchSize, learningRate, seed, validationFraction : training (10, 32, 1e-3, 0, 0.0).
     earlyStoppingPatience : int, default 0 (off)
         With validationFraction > 0: stop after this many epochs without a better
@@ -155,7 +159,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         falling back to the CPU with a warning; False keeps workers off GPUs.
     initialModel : BiLSTMClassificationModel, optional
         Warm start: training begins from this model's weights (same features,
-        classes, hiddenSize, embeddingSize, numLayers and outputLayer) and compiles with the current weights.
+        classes, hiddenSize, embeddingSize, ensembleSize, numLayers and outputLayer) and compiles with the current weights.
     numWorkers : int, default 1
         1 trains on the driver. More trains data-parallel on the executors in one
         barrier stage (JAX multi-process, Keras DataParallel, CPU; needs jax on the
@@ -185,6 +189,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         windowStride: int | None = None,
         hiddenSize: int | None = None,
         embeddingSize: int | None = None,
+        ensembleSize: int | None = None,
         numLayers: int | None = None,
         dropout: float | None = None,
         outputLayer: str | None = None,
@@ -225,6 +230,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         windowStride: int | None = None,
         hiddenSize: int | None = None,
         embeddingSize: int | None = None,
+        ensembleSize: int | None = None,
         numLayers: int | None = None,
         dropout: float | None = None,
         outputLayer: str | None = None,
@@ -284,6 +290,9 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
 
     def setEmbeddingSize(self, value: int) -> "BiLSTMClassifier":
         return self._set(embeddingSize=value)
+
+    def setEnsembleSize(self, value: int) -> "BiLSTMClassifier":
+        return self._set(ensembleSize=value)
 
     def setNumLayers(self, value: int) -> "BiLSTMClassifier":
         return self._set(numLayers=value)
@@ -447,6 +456,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             class_weights=class_weights,
             hidden_size=self.getHiddenSize(),
             embedding_size=self.getEmbeddingSize(),
+            ensemble_size=self.getEnsembleSize(),
             num_layers=self.getNumLayers(),
             dropout=self.getDropout(),
             output_layer=self.getOutputLayer(),
@@ -530,7 +540,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
                 f"initialModel has outputLayer={initial.getOutputLayer()!r}; this estimator has "
                 f"outputLayer={self.getOutputLayer()!r}. Set them equal to warm-start."
             )
-        shape = ("hiddenSize", "embeddingSize", "numLayers")
+        shape = ("hiddenSize", "embeddingSize", "ensembleSize", "numLayers")
         theirs = [initial.getOrDefault(name) for name in shape]
         ours = [self.getOrDefault(name) for name in shape]
         if theirs != ours:

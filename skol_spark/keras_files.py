@@ -129,12 +129,15 @@ def check_keras_network(
             f"The network: {exc} Executors would fail the same way. Register its custom layers "
             "with keras.saving.register_keras_serializable."
         ) from exc
+    from skol_spark.network import ensemble_size_of
     from skol_spark.projection import split_network
 
     split = split_network(network)
+    members = ensemble_size_of(network)
     params = dict(
-        # What the network is, not a choice: its projection's width, or 0 when it has none.
-        embeddingSize=0 if split is None else int(split[0].units),
+        # What the network is, not a choice: its projection's width per member, or 0 when it has none.
+        embeddingSize=0 if split is None else int(split[0].units) // members,
+        ensembleSize=members,
         labels=labels,
         windowSize=window,
         numFeatures=features,

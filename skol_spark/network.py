@@ -30,7 +30,10 @@ from skol_spark.projection import PROJECTION_LAYER, SEQUENCE_MODEL
 
 __all__ = [
     "WeightedSparseCategoricalCrossentropy",
+    "FeatureSlice",
     "build_network",
+    "ensemble_members",
+    "set_ensemble_weights",
     "model_from_json",
     "strip_compile_config",
 ]
@@ -38,6 +41,7 @@ __all__ = [
 FEATURES_INPUT = "features"
 MASK_INPUT = "mask"
 PROJECTED_INPUT = "projected"
+MEMBER_PREFIX = "member_"
 
 
 @keras.saving.register_keras_serializable(package="skol_spark")
@@ -101,6 +105,34 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
         return config
 
 
+@keras.saving.register_keras_serializable(package="skol_spark")
+class FeatureSlice(layers.Layer):
+    """Columns ``start:stop`` of the last axis: one ensemble member's share of the projected rows.
+
+    Parameters
+    ----------
+    start, stop : int
+        The half-open column range kept.
+    """
+
+    def __init__(self, start: int, stop: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        if not 0 <= int(start) < int(stop):
+            raise ValueError(f"Expected 0 <= start < stop. Received: start={start}, stop={stop}")
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, inputs):
+        return inputs[..., self.start : self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"start": self.start, "stop": self.stop})
+        return config
+
+
 def build_network(
     window_size: int,
     num_features: int,
@@ -111,6 +143,7 @@ def build_network(
     seed: int | None = None,
     output_layer: str = "softmax",
     embedding_size: int = 0,
+    ensemble_size: int = 1,
 ) -> keras.Model:
     """The functional BiLSTM: ``[features (W, D), mask (W,)] -> probabilities (W, K)``.
 
@@ -131,6 +164,16 @@ def build_network(
     once, sparse rows with a sparse product; the saved JSON is still the whole
     model. A CRF network keeps its layers flat (the CRF training wrapper looks
     them up by name) and runs whole.
+
+    With ``ensemble_size`` M > 1 (softmax and E > 0 only) the network is M
+    BiLSTMs averaged: one projection D -> M x E (member m's rows are its
+    columns ``m E .. (m + 1) E``, so every row is still projected once), and a
+    ``sequence`` model that slices them (:class:`FeatureSlice`), runs each
+    member's nested model ``member_m`` and averages their probabilities. It is
+    still one Keras model, rebuilt by :func:`model_from_json`, and it splits
+    like a single network (:func:`skol_spark.projection.split_network`), so
+    executors need nothing else. :func:`ensemble_members` and
+    :func:`set_ensemble_weights` go from it to M single networks and back.
     """
     if num_layers < 1:
         raise ValueError(f"Expected num_layers >= 1. Received: num_layers={num_layers}")
@@ -140,15 +183,21 @@ def build_network(
         raise ValueError(
             f'Expected output_layer "softmax" or "crf". Received: output_layer={output_layer!r}'
         )
+    if ensemble_size < 1:
+        raise ValueError(f"Expected ensemble_size >= 1. Received: ensemble_size={ensemble_size}")
+    if ensemble_size > 1 and (output_layer != "softmax" or not embedding_size):
+        raise ValueError(
+            'Expected output_layer="softmax" and embedding_size > 0 with ensemble_size > 1. Received: '
+            f"output_layer={output_layer!r}, embedding_size={embedding_size}, ensemble_size={ensemble_size}"
+        )
     features = keras.Input(shape=(window_size, num_features), name=FEATURES_INPUT)
     mask = keras.Input(shape=(window_size,), dtype="bool", name=MASK_INPUT)
     x = features
     if embedding_size:
-        x = layers.Dense(embedding_size, name=PROJECTION_LAYER)(features)
+        x = layers.Dense(embedding_size * ensemble_size, name=PROJECTION_LAYER)(features)
         if output_layer == "softmax":
-            sequence = build_sequence(
-                window_size, embedding_size, num_classes, hidden_size, num_layers, dropout, seed
-            )
+            shape = (window_size, embedding_size, num_classes, hidden_size, num_layers, dropout)
+            sequence = build_sequence(*shape, seed) if ensemble_size == 1 else _ensemble_sequence(*shape, seed, ensemble_size)
             return keras.Model(inputs=[features, mask], outputs=sequence([x, mask]), name="skol_bilstm")
     outputs = _bilstm_stack(x, mask, num_classes, hidden_size, num_layers, dropout, seed, output_layer)
     return keras.Model(inputs=[features, mask], outputs=outputs, name="skol_bilstm")
@@ -162,12 +211,89 @@ def build_sequence(
     num_layers: int,
     dropout: float,
     seed: int | None,
+    name: str = SEQUENCE_MODEL,
 ) -> keras.Model:
     """The BiLSTM layers and the softmax over projected rows: ``[(W, E), mask] -> (W, K)``."""
     rows = keras.Input(shape=(window_size, width), name=PROJECTED_INPUT)
     mask = keras.Input(shape=(window_size,), dtype="bool", name=MASK_INPUT)
     outputs = _bilstm_stack(rows, mask, num_classes, hidden_size, num_layers, dropout, seed, "softmax")
-    return keras.Model(inputs=[rows, mask], outputs=outputs, name=SEQUENCE_MODEL)
+    return keras.Model(inputs=[rows, mask], outputs=outputs, name=name)
+
+
+def member_seed(seed: int | None, member: int) -> int | None:
+    """The seed of ensemble member ``member`` (member 0 has the network's own)."""
+    return None if seed is None else seed + 1000 * member
+
+
+def _ensemble_sequence(window_size, width, num_classes, hidden_size, num_layers, dropout, seed, members):
+    """``[(W, M x E), mask] -> (W, K)``: M member sequence models over their slices, probabilities averaged."""
+    rows = keras.Input(shape=(window_size, width * members), name=PROJECTED_INPUT)
+    mask = keras.Input(shape=(window_size,), dtype="bool", name=MASK_INPUT)
+    outputs = []
+    for m in range(members):
+        member = build_sequence(
+            window_size, width, num_classes, hidden_size, num_layers, dropout, member_seed(seed, m),
+            name=f"{MEMBER_PREFIX}{m}",
+        )
+        share = FeatureSlice(m * width, (m + 1) * width, name=f"slice_{m}")(rows)
+        outputs.append(member([share, mask]))
+    return keras.Model(inputs=[rows, mask], outputs=layers.Average(name="mean")(outputs), name=SEQUENCE_MODEL)
+
+
+def ensemble_members(network: keras.Model) -> list[keras.Model]:
+    """The members of an ensemble network as single networks, with their current weights.
+
+    A network that is no ensemble comes back alone (the same object).
+    Training a member trains a copy: :func:`set_ensemble_weights` puts the
+    members' weights back.
+    """
+    members = _member_models(network)
+    if not members:
+        return [network]
+    projection = network.get_layer(PROJECTION_LAYER)
+    kernel, bias = projection.get_weights()
+    width = kernel.shape[1] // len(members)
+    window, features = network.inputs[0].shape[1], network.inputs[0].shape[2]
+    singles = []
+    for m, member in enumerate(members):
+        rows = keras.Input(shape=(window, features), name=FEATURES_INPUT)
+        mask = keras.Input(shape=(window,), dtype="bool", name=MASK_INPUT)
+        own = layers.Dense(width, name=PROJECTION_LAYER)
+        clone = keras.models.clone_model(member)
+        clone.name = SEQUENCE_MODEL
+        single = keras.Model([rows, mask], clone([own(rows), mask]), name=network.name)
+        own.set_weights([kernel[:, m * width : (m + 1) * width], bias[m * width : (m + 1) * width]])
+        clone.set_weights(member.get_weights())
+        singles.append(single)
+    return singles
+
+
+def set_ensemble_weights(network: keras.Model, singles: Sequence[keras.Model]) -> None:
+    """Put the weights of single networks (from :func:`ensemble_members`) into the ensemble ``network``."""
+    members = _member_models(network)
+    if len(members) != len(singles):
+        raise ValueError(f"Expected {len(members)} member networks. Received: {len(singles)}")
+    kernels, biases = zip(*(single.get_layer(PROJECTION_LAYER).get_weights() for single in singles))
+    network.get_layer(PROJECTION_LAYER).set_weights([np.concatenate(kernels, axis=1), np.concatenate(biases)])
+    for member, single in zip(members, singles):
+        member.set_weights(single.get_layer(SEQUENCE_MODEL).get_weights())
+
+
+def _member_models(network: keras.Model) -> list[keras.Model]:
+    """The nested member models of an ensemble network's ``sequence`` model, in order (none for others)."""
+    try:
+        sequence = network.get_layer(SEQUENCE_MODEL)
+    except ValueError:
+        return []
+    if not isinstance(sequence, keras.Model):
+        return []
+    members = [layer for layer in sequence.layers if layer.name.startswith(MEMBER_PREFIX)]
+    return sorted(members, key=lambda layer: int(layer.name[len(MEMBER_PREFIX):]))
+
+
+def ensemble_size_of(network: keras.Model) -> int:
+    """How many averaged members ``network`` has (1 for a single network)."""
+    return max(1, len(_member_models(network)))
 
 
 def _bilstm_stack(x, mask, num_classes, hidden_size, num_layers, dropout, seed, output_layer):

@@ -133,6 +133,14 @@ class _BiLSTMParams(
         typeConverter=_checked(
             "embeddingSize", TypeConverters.toInt, lambda v: v >= 0, "a non-negative integer"),
     )
+    ensembleSize: "Param[int]" = Param(
+        Params._dummy(),
+        "ensembleSize",
+        "number of networks trained one after the other (seeds seed, seed + 1, ...) on the same "
+        "rows and averaged into one network (>= 1): lower variance for that many times the fit "
+        "and transform cost. Needs outputLayer='softmax', embeddingSize > 0 and numWorkers=1.",
+        typeConverter=_positive_int("ensembleSize"),
+    )
     numLayers: "Param[int]" = Param(
         Params._dummy(),
         "numLayers",
@@ -284,6 +292,7 @@ class _BiLSTMParams(
             windowSize=50,
             hiddenSize=128,
             embeddingSize=64,
+            ensembleSize=1,
             numLayers=2,
             dropout=0.3,
             outputLayer="softmax",
@@ -325,6 +334,9 @@ class _BiLSTMParams(
 
     def getEmbeddingSize(self) -> int:
         return self.getOrDefault(self.embeddingSize)
+
+    def getEnsembleSize(self) -> int:
+        return self.getOrDefault(self.ensembleSize)
 
     def getNumLayers(self) -> int:
         return self.getOrDefault(self.numLayers)
@@ -382,6 +394,19 @@ class _BiLSTMParams(
 
     def _check_training_params(self) -> None:
         """Cross-param checks of training only."""
+        if self.getEnsembleSize() > 1 and (self.getOutputLayer() != "softmax" or self.getEmbeddingSize() == 0):
+            raise ValueError(
+                "Expected outputLayer='softmax' and embeddingSize > 0 with ensembleSize > 1: members "
+                "share one projection and average their probabilities. Received: "
+                f"ensembleSize={self.getEnsembleSize()}, outputLayer={self.getOutputLayer()!r}, "
+                f"embeddingSize={self.getEmbeddingSize()}. Set ensembleSize=1 or change the others."
+            )
+        if self.getEnsembleSize() > 1 and self.getNumWorkers() > 1:
+            raise ValueError(
+                "Expected numWorkers=1 with ensembleSize > 1: ensembles train on the driver. Received: "
+                f"ensembleSize={self.getEnsembleSize()}, numWorkers={self.getNumWorkers()}. "
+                "Set one of them to 1."
+            )
         if self.getEarlyStoppingPatience() > 0 and self.getValidationFraction() <= 0:
             raise ValueError(
                 "Expected validationFraction > 0 with earlyStoppingPatience > 0: early stopping "
@@ -503,7 +528,7 @@ class _HasInitialModel(Params):
         Params._dummy(),
         "initialModel",
         "a fitted BiLSTMClassificationModel whose weights training starts from; it must "
-        "have the same features, classes, hiddenSize, embeddingSize, numLayers and outputLayer.",
+        "have the same features, classes, hiddenSize, embeddingSize, ensembleSize, numLayers and outputLayer.",
         typeConverter=_to_fitted_model,
     )
 

@@ -6,6 +6,7 @@ are gathered batch by batch, so the training data exists once in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -23,6 +24,8 @@ from skol_spark.network import (
     MASK_INPUT,
     WeightedSparseCategoricalCrossentropy,
     build_network,
+    ensemble_members,
+    set_ensemble_weights,
 )
 from skol_spark.projection import csr_matrix, make_forward, split_network
 from skol_spark.sparse_training import LazyAdam, batch_inputs, sparse_training_model
@@ -62,6 +65,7 @@ class TrainingConfig:
     validation_fraction: float
     early_stopping_patience: int
     predict_batch_size: int
+    ensemble_size: int = 1
     initial_weights: list[np.ndarray] | None = field(default=None, repr=False)
 
 
@@ -340,6 +344,7 @@ def new_network(config: TrainingConfig, num_features: int) -> keras.Model:
         seed=config.seed,
         output_layer=config.output_layer,
         embedding_size=config.embedding_size,
+        ensemble_size=config.ensemble_size,
     )
     if config.initial_weights is not None:
         model.set_weights(config.initial_weights)
@@ -362,9 +367,51 @@ def compile_trainer(model: keras.Model, config: TrainingConfig, sparse_rows: boo
 
 
 def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Fit a fresh (or warm-started) network; returns it and its per-epoch history."""
-    model = new_network(config, data.num_features)
-    network, batches = model, _WindowBatches
+    """Fit a fresh (or warm-started) network; returns it and its per-epoch history.
+
+    An ensemble (``config.ensemble_size`` M > 1) trains its members one after
+    the other, member m as a single network with seed ``seed + m`` for its
+    batches and dropout, all on the same training rows and validated on the
+    same held-out rows, then averages them into one network. Its history holds
+    member 0's metrics under the usual names, the others' as
+    ``member_<m>/<metric>``, ``best_epoch`` one value per member and
+    ``ensemble_val_macro_f1`` the whole network's validation macro-F1.
+    """
+    network = new_network(config, data.num_features)
+    split = split_validation(data.doc_lengths, config.validation_fraction, config.seed, config.window_size)
+    members = ensemble_members(network)
+    if len(members) == 1:
+        return network, _fit(network, data, split, config, reseed=False)
+    history: dict[str, list[float]] = {}
+    best = []
+    for m, member in enumerate(members):
+        logger.info("ensemble member %d of %d", m + 1, len(members))
+        one = _fit(member, data, split, dataclasses.replace(config, seed=config.seed + m), reseed=True)
+        best += one.pop("best_epoch", [])
+        history.update(one if m == 0 else {f"member_{m}/{k}": v for k, v in one.items()})
+    set_ensemble_weights(network, members)
+    if best:
+        history["best_epoch"] = best
+    if split.has_validation:
+        rows = split.val_rows
+        probs = block_probabilities(_validation_forward(network), data.features, rows, split.val_lengths, config)
+        score = macro_f1(data.labels[rows], probs.argmax(axis=1), config.num_classes)[0]
+        history["ensemble_val_macro_f1"] = [score]
+        logger.info("ensemble of %d: validation macro-F1 %.4f", len(members), score)
+    return network, history
+
+
+def _fit(
+    network: keras.Model, data: TrainingData, split: ValidationSplit, config: TrainingConfig, reseed: bool
+) -> dict[str, list[float]]:
+    """Train one single network in place on ``split``'s training rows; its history.
+
+    ``reseed`` seeds Keras' random state with ``config.seed`` first (a single
+    network's was seeded when it was built).
+    """
+    if reseed:
+        keras.utils.set_random_seed(config.seed)
+    model, batches = network, _WindowBatches
     sparse = isinstance(data.features, FeatureRows) and data.features.is_sparse
     # Sparse batches (tf.SparseTensors) train softmax networks on TensorFlow; the
     # others train on dense windows.
@@ -376,7 +423,6 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     ):
         model, batches = sparse_training_model(network), _SparseWindowBatches
     trainer = compile_trainer(model, config, sparse_rows=batches is _SparseWindowBatches)
-    split = split_validation(data.doc_lengths, config.validation_fraction, config.seed, config.window_size)
     train = batches(data, *split.windows(False, config.window_size), config.window_size, config.batch_size,
                     seed=config.seed)
     validation = None
@@ -398,7 +444,7 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     clean = {k: [float(v) for v in values] for k, values in history.history.items()}
     if len(callbacks) > 1:
         clean["best_epoch"] = [float(callbacks[1].best_epoch)]
-    return network, clean
+    return clean
 
 
 def verify_rebuild(model: keras.Model, data: TrainingData, window_size: int) -> TrainedNetwork:
