@@ -1,12 +1,23 @@
 """Choose the BiLSTM's default settings on the training volumes only (issue 11, item 5).
 
-Trains on Mycotaxon Vol054-056 + Vol117 and validates on Mycotaxon Vol057 +
-Persoonia Vol016 (no evaluation volume is read), one configuration after the
-other in one Spark session, and prints one line per configuration. The CRF
-baseline and logistic regression run once, on the same split, for reference.
+No evaluation volume is ever read. Two ways to split the training volumes:
 
-    .venv/bin/python bench/select_journals.py                  # the configurations below
-    .venv/bin/python bench/select_journals.py --only crf-e64   # one of them
+* ``--split folds`` (the default since the third round): two folds, each
+  training on about half of the training volumes of both journals and
+  validating on the other half (fold A trains on Mycotaxon Vol054, Vol056,
+  the odd articles of Vol117 and Persoonia Vol016 issues n1-n2; fold B on
+  the rest), as the public split trains and evaluates on both journals;
+  every configuration runs with each of ``--seeds`` on both folds, and the
+  line shows the mean (seed spread on one fold reached 0.04 macro-F1, more
+  than most effects measured);
+* ``--split select`` (the first two rounds): train on Mycotaxon Vol054-056 +
+  Vol117, validate on Mycotaxon Vol057 + Persoonia Vol016, one seed.
+
+One configuration after the other in one Spark session; the CRF baseline and
+the logistic regression run once per split for reference.
+
+    .venv/bin/python bench/select_journals.py --only softmax-e64-tuned-16k            # folds, seeds 0-2
+    .venv/bin/python bench/select_journals.py --split select --only crf-e64 --seeds 0
 """
 
 from __future__ import annotations
@@ -22,6 +33,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SELECT_TRAIN = ("Mycotaxon/Vol054", "Mycotaxon/Vol055", "Mycotaxon/Vol056", "Mycotaxon/Vol117")
 SELECT_VALIDATE = ("Mycotaxon/Vol057", "Persoonia/Vol016")
+
+
+def _articles(parity: int) -> tuple[str, ...]:
+    return tuple(f"Mycotaxon/Vol117/s{i}.txt.ann" for i in range(1, 50) if i % 2 == parity)
+
+
+FOLD_A = ("Mycotaxon/Vol054", "Mycotaxon/Vol056", *_articles(1),
+          "Persoonia/Vol016/n1.txt.ann", "Persoonia/Vol016/n2.txt.ann")
+FOLD_B = ("Mycotaxon/Vol055", "Mycotaxon/Vol057", *_articles(0),
+          "Persoonia/Vol016/n3.txt.ann", "Persoonia/Vol016/n4.txt.ann")
+# split name -> [(train, validate), ...]
+SPLITS = {"folds": [(FOLD_A, FOLD_B), (FOLD_B, FOLD_A)], "select": [(SELECT_TRAIN, SELECT_VALIDATE)]}
 
 # Each configuration names its vocabulary width and decision, so that runs mean the
 # same whatever DEFAULT_CLASSIFIER / DEFAULT_NUM_FEATURES become.
@@ -43,12 +66,32 @@ CONFIGURATIONS = {
     "softmax-e64-16k": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384),
     "softmax-e64-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384),
     "softmax-e64-tuned-64k": dict(**SOFTMAX_E64, **TUNED, numFeatures=65536),
+    # Third round (folds, seeds 0-2; validation rows are segments of every document): one network
+    # against an ensemble of three averaged into one.
+    "ensemble3-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, ensembleSize=3),
+    "softmax-e64-16k-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384),
+    "ensemble3-16k-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, ensembleSize=3),
 }
+
+
+def _scores(report) -> dict:
+    return {"macro_f1": report.macro_f1, "nomenclature": report.f1_of("Nomenclature"),
+            "description": report.f1_of("Description")}
+
+
+def _line(name: str, runs: list[dict]) -> str:
+    mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("macro_f1", "nomenclature", "description")}
+    each = " ".join(f"{r['macro_f1']:.4f}" for r in runs)
+    fit = sum(r.get("fit_seconds", 0.0) for r in runs) / len(runs)
+    return (f"{name:>22}: macro-F1 {mean['macro_f1']:.4f}  Nomenclature {mean['nomenclature']:.4f}  "
+            f"Description {mean['description']:.4f}  fit {fit:.0f} s  (runs: {each})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.join("..", "shared", "data", "skol-annotated", "journals"))
+    parser.add_argument("--split", choices=sorted(SPLITS), default="folds")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated BiLSTM seeds, each run on every fold")
     parser.add_argument("--only", action="append", choices=sorted(CONFIGURATIONS))
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", help="write the results here")
@@ -58,29 +101,30 @@ def main() -> None:
     from skol_spark.journals import compare_on_journals
 
     spark = _local_spark("local[2]")
-    results = {}
+    folds = SPLITS[args.split]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results: dict[str, list[dict]] = {}
     if not args.no_baselines:
-        base = compare_on_journals(spark, args.data, SELECT_TRAIN, SELECT_VALIDATE, models=("crf", "logistic"))
-        for name, report in base.reports.items():
-            results[name] = {"macro_f1": report.macro_f1, "nomenclature": report.f1_of("Nomenclature"),
-                             "description": report.f1_of("Description")}
-            print(f"{name:>14}: macro-F1 {report.macro_f1:.4f}  Nomenclature {report.f1_of('Nomenclature'):.4f}  "
-                  f"Description {report.f1_of('Description'):.4f}", flush=True)
+        for train, validate in folds:
+            base = compare_on_journals(spark, args.data, train, validate, models=("crf", "logistic"))
+            for name, report in base.reports.items():
+                results.setdefault(name, []).append(_scores(report))
+        for name in ("crf", "logistic"):
+            print(_line(name, results[name]), flush=True)
     for name in args.only or list(CONFIGURATIONS):
         started = time.perf_counter()
-        result = compare_on_journals(
-            spark, args.data, SELECT_TRAIN, SELECT_VALIDATE, models=("bilstm",), **CONFIGURATIONS[name]
-        )
-        report = result.reports["bilstm"]
-        results[name] = {"macro_f1": report.macro_f1, "nomenclature": report.f1_of("Nomenclature"),
-                         "description": report.f1_of("Description"), "fit_seconds": result.fit_seconds["bilstm"],
-                         "settings": CONFIGURATIONS[name]}
-        print(f"{name:>14}: macro-F1 {report.macro_f1:.4f}  Nomenclature {report.f1_of('Nomenclature'):.4f}  "
-              f"Description {report.f1_of('Description'):.4f}  fit {result.fit_seconds['bilstm']:.0f} s "
-              f"(run {time.perf_counter() - started:.0f} s)", flush=True)
+        for seed in seeds:
+            for train, validate in folds:
+                result = compare_on_journals(
+                    spark, args.data, train, validate, models=("bilstm",), **{"seed": seed, **CONFIGURATIONS[name]}
+                )
+                results.setdefault(name, []).append(
+                    dict(_scores(result.bilstm), fit_seconds=result.fit_seconds["bilstm"], seed=seed)
+                )
+        print(_line(name, results[name]) + f" (run {time.perf_counter() - started:.0f} s)", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(results, out, indent=2)
+            json.dump({"split": args.split, "seeds": seeds, "results": results}, out, indent=2)
 
 
 if __name__ == "__main__":

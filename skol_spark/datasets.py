@@ -138,7 +138,8 @@ def read_yedda(
     root : str or path-like
         Directory of annotated files, e.g. ``.../skol-annotated/journals``.
     volumes : sequence of str, optional
-        Subdirectories of ``root`` to read (``"Mycotaxon/Vol054"``); all by default.
+        Subdirectories of ``root`` to read (``"Mycotaxon/Vol054"``), or single
+        files under it (``"Persoonia/Vol016/n1.txt.ann"``); all by default.
     pattern : str
         File name pattern, searched recursively.
 
@@ -161,7 +162,7 @@ def read_yedda(
     directories: Iterable[Path] = [root / v for v in volumes] if volumes else [root]
     paths = []
     for directory in directories:
-        found = sorted(directory.rglob(pattern))
+        found = [directory] if directory.is_file() else sorted(directory.rglob(pattern))
         if not found:
             raise ValueError(f"No files matching {pattern!r} under {str(directory)!r}.")
         paths.extend(found)

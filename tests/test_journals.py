@@ -27,6 +27,14 @@ def test_read_yedda_gives_one_row_per_block_with_three_classes(spark):
     assert problems.nested_block > 0 and problems.empty_block > 0
 
 
+@needs_data
+def test_read_yedda_reads_single_files_beside_whole_volumes(spark):
+    df, _ = read_yedda(spark, JOURNALS, ["Persoonia/Vol016/n2.txt.ann", "Mycotaxon/Vol117/s3.txt.ann"])
+    assert sorted(r.doc_id for r in df.select("doc_id").distinct().collect()) == [
+        "Mycotaxon/Vol117/s3.txt.ann", "Persoonia/Vol016/n2.txt.ann",
+    ]
+
+
 def test_read_yedda_refuses_missing_inputs(spark, tmp_path):
     with pytest.raises(ValueError, match="Expected a directory of YEDDA files"):
         read_yedda(spark, tmp_path / "absent")
