@@ -48,7 +48,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from skol_spark.connect import is_remote
-from skol_spark.distributed_worker import ERROR, INITIAL, PROBE, RESULT_META, RESULT_WEIGHTS, ROWS, SPEC
+from skol_spark.distributed_worker import (
+    ERROR, INITIAL, PEER_LOST, PROBE, RESULT_META, RESULT_WEIGHTS, ROWS, SPEC,
+)
 from skol_spark.errors import DistributedTrainingError, ModelRebuildError
 from skol_spark.trained_network import TrainedNetwork
 
@@ -299,8 +301,7 @@ def _run_rank(batches: Iterator[Any], spec_json: str, initial: bytes | None) -> 
             )
             code = child.wait()
         if code != 0:
-            error = workdir / ERROR
-            if not error.exists():
+            if not (workdir / ERROR).exists() or (workdir / PEER_LOST).exists():
                 time.sleep(_PEER_LOSS_GRACE)  # killed, or lost a peer: let the failing rank report first
             raise RuntimeError(_failure_message(rank, spec["num_workers"], code, workdir))
         if rank == 0:

@@ -26,7 +26,10 @@ rank's rows as the task received them, whole documents) and optionally
    class weights, every rank's digests and a probe for the driver's
    cross-backend check.
 
-On any error it writes ``error.txt`` (the exception) and exits non-zero.
+On any error it writes ``error.txt`` (the exception) and exits non-zero; when
+the error says another rank went away (a failed collective) it also writes
+``peer_lost``, so that its task waits and the rank with the cause fails the
+stage first.
 It dies with its parent task (``PR_SET_PDEATHSIG`` plus a watchdog thread).
 """
 
@@ -51,8 +54,15 @@ __all__ = ["main"]
 
 logger = logging.getLogger("skol_spark")
 
-SPEC, ROWS, INITIAL, RESULT_WEIGHTS, RESULT_META, PROBE, ERROR = (
+SPEC, ROWS, INITIAL, RESULT_WEIGHTS, RESULT_META, PROBE, ERROR, PEER_LOST = (
     "spec.json", "rows.arrow", "initial.npz", "weights.npz", "result.json", "probe.npz", "error.txt",
+    "peer_lost",
+)
+# What JAX's coordination service and gloo say when another rank went away: a rank that
+# fails with one of these failed because of a peer, and lets that peer's error be reported.
+_PEER_LOSS_MARKERS = (
+    "socket closed", "coordination service", "coordinationservice", "unavailable:", "deadline_exceeded",
+    "heartbeat", "connection reset", "connection refused", "gloo",
 )
 # Probe windows the driver checks the TensorFlow rebuild against stay under this size.
 _PROBE_BYTES = 4 << 20
@@ -79,11 +89,29 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
 
 
+class PeerLostError(RuntimeError):
+    """A collective failed because another rank is gone (it failed, or was killed)."""
+
+
 def _allgather(values: np.ndarray) -> np.ndarray:
     """``values`` of every rank, stacked by rank (a collective: every rank must call it)."""
     from jax.experimental import multihost_utils
 
-    return np.asarray(multihost_utils.process_allgather(np.asarray(values), tiled=False))
+    try:
+        return np.asarray(multihost_utils.process_allgather(np.asarray(values), tiled=False))
+    except Exception as exc:  # noqa: BLE001 - JAX raises RuntimeError or XlaRuntimeError here
+        raise PeerLostError(f"an all-gather with the other ranks failed ({exc})") from exc
+
+
+def _lost_a_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says another rank went away, not what this rank did."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, PeerLostError) or any(m in str(exc).lower() for m in _PEER_LOSS_MARKERS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _digest(weights: list[Any]) -> int:
@@ -362,6 +390,8 @@ def main(argv: list[str]) -> int:
         )
         train(workdir, spec)
     except BaseException as exc:  # noqa: BLE001 - reported to the task, which fails the stage with it
+        if _lost_a_peer(exc):
+            (workdir / PEER_LOST).touch()
         (workdir / ERROR).write_text(
             f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(exc))[-6000:]
         )

@@ -153,6 +153,23 @@ def test_a_rebuild_that_predicts_differently_is_refused():
         _check_rebuild(TrainedNetwork.from_keras(network), probe.getvalue())
 
 
+def test_a_rank_that_lost_its_peer_says_so_and_a_rank_with_its_own_error_does_not():
+    """The rank whose collective failed because another rank went away defers to that rank's error."""
+    from skol_spark.distributed_worker import PeerLostError, _lost_a_peer
+    from skol_spark.errors import InvalidRowError
+
+    try:
+        try:
+            raise RuntimeError("Unable to initialize backend 'cpu': UNAVAILABLE: Socket closed")
+        except RuntimeError as cause:
+            raise ValueError("while agreeing on class counts") from cause
+    except ValueError as chained:
+        assert _lost_a_peer(chained)
+    assert _lost_a_peer(PeerLostError("an all-gather with the other ranks failed"))
+    assert not _lost_a_peer(InvalidRowError("Invalid row in column 'features': null features"))
+    assert not _lost_a_peer(MemoryError())
+
+
 def _worker_processes() -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
