@@ -81,7 +81,13 @@ class DistributedSpec:
     effective_number_beta: float
     initial_weights: bytes | None = field(default=None, repr=False)
     timeout_seconds: int = 600
-    heartbeat_seconds: int = 60
+    # JAX's coordination service declares a rank dead after this long without a heartbeat, and
+    # then aborts every rank. 60 s was seen to be too short on a busy 2-core executor (CI: both
+    # ranks "stopped sending heartbeats" mid-fit while the JVM and another job held the cores).
+    # A rank that really dies is found sooner: its task fails the barrier stage at once, and a
+    # collective with it fails in gloo.
+    heartbeat_seconds: int = 300
+    shutdown_seconds: int = 60
 
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)

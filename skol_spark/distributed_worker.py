@@ -386,7 +386,7 @@ def main(argv: list[str]) -> int:
             cluster_detection_method="deactivate",
             initialization_timeout=spec["timeout_seconds"],
             heartbeat_timeout_seconds=spec["heartbeat_seconds"],
-            shutdown_timeout_seconds=spec["heartbeat_seconds"],
+            shutdown_timeout_seconds=spec["shutdown_seconds"],
         )
         train(workdir, spec)
     except BaseException as exc:  # noqa: BLE001 - reported to the task, which fails the stage with it

@@ -283,10 +283,13 @@ def _wide_documents(spark, rows: int):
     from pyspark.sql import functions as F
 
     i = F.col("id")
+    # One higher-order expression, not WIDE column expressions: Janino cannot compile a
+    # projection of 2048 sin() calls, and its interpreted fallback held both cores.
+    angles = F.transform(F.sequence(F.lit(1), F.lit(WIDE)), lambda k: F.sin(i * k * 0.37))
     return spark.range(rows).select(
         (i / 100).cast("long").alias("doc_id"),
         (i % 100).cast("int").alias("line_number"),
-        array_to_vector(F.array(*[F.sin(i * (0.37 * (k + 1))) for k in range(WIDE)])).alias("features"),
+        array_to_vector(angles).alias("features"),
         (F.abs(F.hash(i)) % 3).cast("double").alias("label"),
     )
 
