@@ -16,7 +16,11 @@ Per input (sparse hashed TF-IDF of 4,096 and 2^18 dims, dense 256 dims):
 * ``floor``: a no-op ``mapInArrow`` over the same three columns;
 * ``grouped floor``: the same after ``repartition(doc)`` + ``sortWithinPartitions``
   (what transform does before labeling): the limit for any per-document labeler;
+* ``grouped no-op labeling UDF``: transform's own plan around an Arrow UDF that returns
+  constants of transform's output type (Spark 4.1+): Spark's UDF path without skol_spark's code;
 * ``transform E=0`` / ``E=64``: ``model.transform`` written to Spark's noop sink;
+* ``transform E=64, 1-unit BiLSTM``: the same transform around a BiLSTM of one
+  unit and one layer, whose cost is negligible: the plumbing's own ceiling;
 * ``E=64 executor code alone``: ``predict.label_partition`` (what the UDF runs)
   in this process on Arrow batches of 10k sorted rows, no Spark;
 * ``dense-input BiLSTM``: the E=0 network alone in this process, no Spark, on
@@ -101,6 +105,38 @@ def floors(df) -> dict:
     }
 
 
+def udf_floor(df):
+    """The grouped floor of a labeling UDF: transform's own plan (repartition + sort, an Arrow UDF over
+    ``struct(doc, position, features)`` returning prediction + two 3-dim vectors, every input column
+    kept) around a UDF that returns constants: what Spark's UDF path costs without skol_spark's code.
+    None before Spark 4.1 (no ``arrow_udf``)."""
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from skol_spark.predict import _vector_struct
+    from skol_spark.udf import USE_ARROW_UDF
+
+    if not USE_ARROW_UDF:
+        return None
+    output = T.StructType([T.StructField("prediction", T.DoubleType()), T.StructField("probability", VectorUDT()),
+                           T.StructField("rawPrediction", VectorUDT())])
+
+    def constant(arrays: Iterator[pa.Array]) -> Iterator[pa.Array]:
+        for array in arrays:
+            probs = np.full((len(array), 3), 1 / 3)
+            yield pa.StructArray.from_arrays(
+                [pa.array(np.zeros(len(array))), _vector_struct(probs), _vector_struct(np.log(probs))],
+                names=["prediction", "probability", "rawPrediction"],
+            )
+
+    udf = F.arrow_udf(constant, output).asNondeterministic()
+    grouped = df.repartition(F.col("doc_id")).sortWithinPartitions("doc_id", "line_number")
+    labelled = grouped.withColumn("out", udf(F.struct("doc_id", "line_number", "features")))
+    out = labelled.select(*df.columns, "out.prediction", "out.probability", "out.rawPrediction")
+    return lambda: noop(out)
+
+
 def exchanges(df) -> int:
     """Shuffles in a DataFrame's physical plan (classic Spark)."""
     return df._jdf.queryExecution().executedPlan().toString().count("Exchange hashpartitioning")
@@ -144,12 +180,18 @@ def run_input(spark, name: str, df, dim: int, rounds: int) -> dict:
     df = df.cache()
     n = df.count()
     jobs = floors(df)
+    no_op_udf = udf_floor(df)
+    if no_op_udf is not None:
+        jobs["grouped no-op labeling UDF"] = no_op_udf
     wide = dim > 65536
     if not wide:
         network0, model0 = make_model(dim, 0)
         jobs["transform E=0"] = lambda: noop(model0.transform(df))
     _, model64 = make_model(dim, EMBEDDING)
     jobs["transform E=64"] = lambda: noop(model64.transform(df))
+    # The same plumbing around a BiLSTM of 1 unit x 1 layer: what transform costs without the network.
+    _, tiny = make_model(dim, EMBEDDING, hidden=1, layers=1)
+    jobs["transform E=64, 1-unit BiLSTM"] = lambda: noop(tiny.transform(df))
     shuffles = None
     if name == "sparse4096":
         extra, shuffles = pregrouped_jobs(df, model64)

@@ -90,12 +90,12 @@ def make_data(spark, kind: str, positions: int, seed: int = 0):
     return df, n, dim
 
 
-def make_model(dim: int, embedding: int = 0):
+def make_model(dim: int, embedding: int = 0, hidden: int = HIDDEN, layers: int = LAYERS):
     from skol_spark import BiLSTMClassificationModel
     from skol_spark.network import build_network
 
     network = build_network(
-        WINDOW, dim, 3, hidden_size=HIDDEN, num_layers=LAYERS, dropout=0.0, seed=0, embedding_size=embedding
+        WINDOW, dim, 3, hidden_size=hidden, num_layers=layers, dropout=0.0, seed=0, embedding_size=embedding
     )
     return network, BiLSTMClassificationModel.fromKeras(network, labels=["a", "b", "c"], windowSize=WINDOW)
 
