@@ -16,8 +16,9 @@ Per input (sparse hashed TF-IDF of 4,096 and 2^18 dims, dense 256 dims):
 * ``floor``: a no-op ``mapInArrow`` over the same three columns;
 * ``grouped floor``: the same after ``repartition(doc)`` + ``sortWithinPartitions``
   (what transform does before labeling): the limit for any per-document labeler;
-* ``grouped no-op labeling UDF``: transform's own plan around an Arrow UDF that returns
-  constants of transform's output type (Spark 4.1+): Spark's UDF path without skol_spark's code;
+* ``grouped no-op labeling UDF``: transform's own plan around an Arrow UDF that gives every
+  row the same probabilities, in transform's output (Spark 4.1+): Spark's UDF path without
+  skol_spark's labeling code;
 * ``transform E=0`` / ``E=64``: ``model.transform`` written to Spark's noop sink;
 * ``transform E=64, 1-unit BiLSTM``: the same transform around a BiLSTM of one
   unit and one layer, whose cost is negligible: the plumbing's own ceiling;
@@ -94,27 +95,32 @@ def _identity(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     yield from batches
 
 
-def floors(df) -> dict:
+def _grouped(df):
+    """``df`` grouped as transform groups it: ``repartition(doc)`` + ``sortWithinPartitions(doc, position)``."""
     from pyspark.sql import functions as F
 
+    return df.repartition(F.col("doc_id")).sortWithinPartitions("doc_id", "line_number")
+
+
+def floors(df) -> dict:
     data = df.select("doc_id", "line_number", "features")
-    grouped = data.repartition(F.col("doc_id")).sortWithinPartitions("doc_id", "line_number")
+    grouped = _grouped(data)
     return {
         "floor": lambda: noop(data.mapInArrow(_identity, data.schema)),
         "grouped floor": lambda: noop(grouped.mapInArrow(_identity, grouped.schema)),
     }
 
 
-def udf_floor(df):
+def udf_floor(df, spec):
     """The grouped floor of a labeling UDF: transform's own plan (repartition + sort, an Arrow UDF over
-    ``struct(doc, position, features)`` returning prediction + two 3-dim vectors, every input column
-    kept) around a UDF that returns constants: what Spark's UDF path costs without skol_spark's code.
-    None before Spark 4.1 (no ``arrow_udf``)."""
+    ``struct(doc, position, features)``, every input column kept) around a UDF that gives every row
+    the same probabilities, built into transform's output by ``predict._output`` (``spec``'s): what
+    Spark's UDF path costs without skol_spark's labeling code. None before Spark 4.1 (no ``arrow_udf``)."""
     from pyspark.ml.linalg import VectorUDT
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from skol_spark.predict import _vector_struct
+    from skol_spark.predict import _output
     from skol_spark.udf import USE_ARROW_UDF
 
     if not USE_ARROW_UDF:
@@ -124,15 +130,10 @@ def udf_floor(df):
 
     def constant(arrays: Iterator[pa.Array]) -> Iterator[pa.Array]:
         for array in arrays:
-            probs = np.full((len(array), 3), 1 / 3)
-            yield pa.StructArray.from_arrays(
-                [pa.array(np.zeros(len(array))), _vector_struct(probs), _vector_struct(np.log(probs))],
-                names=["prediction", "probability", "rawPrediction"],
-            )
+            yield _output(spec, np.full((len(array), len(LABELS)), 1 / len(LABELS)))
 
     udf = F.arrow_udf(constant, output).asNondeterministic()
-    grouped = df.repartition(F.col("doc_id")).sortWithinPartitions("doc_id", "line_number")
-    labelled = grouped.withColumn("out", udf(F.struct("doc_id", "line_number", "features")))
+    labelled = _grouped(df).withColumn("out", udf(F.struct("doc_id", "line_number", "features")))
     out = labelled.select(*df.columns, "out.prediction", "out.probability", "out.rawPrediction")
     return lambda: noop(out)
 
@@ -180,14 +181,14 @@ def run_input(spark, name: str, df, dim: int, rounds: int) -> dict:
     df = df.cache()
     n = df.count()
     jobs = floors(df)
-    no_op_udf = udf_floor(df)
+    _, model64 = make_model(dim, EMBEDDING)
+    no_op_udf = udf_floor(df, model64._predict_spec())
     if no_op_udf is not None:
         jobs["grouped no-op labeling UDF"] = no_op_udf
     wide = dim > 65536
     if not wide:
         network0, model0 = make_model(dim, 0)
         jobs["transform E=0"] = lambda: noop(model0.transform(df))
-    _, model64 = make_model(dim, EMBEDDING)
     jobs["transform E=64"] = lambda: noop(model64.transform(df))
     # The same plumbing around a BiLSTM of 1 unit x 1 layer: what transform costs without the network.
     _, tiny = make_model(dim, EMBEDDING, hidden=1, layers=1)
