@@ -46,35 +46,60 @@ FOLD_B = ("Mycotaxon/Vol055", "Mycotaxon/Vol057", *_articles(0),
 # split name -> [(train, validate), ...]
 SPLITS = {"folds": [(FOLD_A, FOLD_B), (FOLD_B, FOLD_A)], "select": [(SELECT_TRAIN, SELECT_VALIDATE)]}
 
-# Each configuration names its vocabulary width and decision, so that runs mean the
-# same whatever DEFAULT_CLASSIFIER / DEFAULT_NUM_FEATURES become.
+# Each configuration names its vocabulary width, token shapes and decision, so that runs mean
+# the same whatever DEFAULT_CLASSIFIER / DEFAULT_NUM_FEATURES / the shape defaults become.
 ARGMAX = dict(validationFraction=0.0, tuneThresholds=False)  # all documents trained on, argmax decision
 TUNED = dict(validationFraction=0.1, tuneThresholds=True)  # 10 % held out to tune thresholds on
 SOFTMAX_E64 = dict(outputLayer="softmax", embeddingSize=64)
 
+
+def _shapes(width: int, ngrams: int) -> dict:
+    """Token shapes and their runs of up to ``ngrams``, hashed into ``width`` slots."""
+    return dict(feature_options=dict(numShapeFeatures=width, shapeNgrams=ngrams))
+
+
+SHAPES_512 = _shapes(512, 2)  # the token shapes of rounds 1-5: shapes and shape bigrams, 512 slots
+
 # name -> overrides of DEFAULT_CLASSIFIER (numFeatures: the hashed word TF-IDF width)
 CONFIGURATIONS = {
     # First round: output layer, projection width, class weights.
-    "softmax-e64": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096),
-    "crf-e64": dict(outputLayer="crf", embeddingSize=64, **ARGMAX, numFeatures=4096),
-    "softmax-e128": dict(outputLayer="softmax", embeddingSize=128, **ARGMAX, numFeatures=4096),
-    "softmax-e64-sqrt": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="sqrt_inverse"),
-    "softmax-e64-none": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="none"),
+    "softmax-e64": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, **SHAPES_512),
+    "crf-e64": dict(outputLayer="crf", embeddingSize=64, **ARGMAX, numFeatures=4096, **SHAPES_512),
+    "softmax-e128": dict(outputLayer="softmax", embeddingSize=128, **ARGMAX, numFeatures=4096, **SHAPES_512),
+    "softmax-e64-sqrt": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="sqrt_inverse",
+                             **SHAPES_512),
+    "softmax-e64-none": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="none", **SHAPES_512),
     # Second round: tuned thresholds, early stopping, a wider vocabulary (cheap with the projection).
-    "softmax-e64-tuned": dict(**SOFTMAX_E64, **TUNED, numFeatures=4096),
-    "softmax-e64-tuned-es": dict(**SOFTMAX_E64, **TUNED, numFeatures=4096, earlyStoppingPatience=3, epochs=12),
-    "softmax-e64-16k": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384),
-    "softmax-e64-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384),
-    "softmax-e64-tuned-64k": dict(**SOFTMAX_E64, **TUNED, numFeatures=65536),
+    "softmax-e64-tuned": dict(**SOFTMAX_E64, **TUNED, numFeatures=4096, **SHAPES_512),
+    "softmax-e64-tuned-es": dict(**SOFTMAX_E64, **TUNED, numFeatures=4096, earlyStoppingPatience=3,
+                                 epochs=12, **SHAPES_512),
+    "softmax-e64-16k": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **SHAPES_512),
+    "softmax-e64-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **SHAPES_512),
+    "softmax-e64-tuned-64k": dict(**SOFTMAX_E64, **TUNED, numFeatures=65536, **SHAPES_512),
     # Third round (folds, seeds 0-2; validation rows are segments of every document): one network
     # against an ensemble of three averaged into one.
-    "ensemble3-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, ensembleSize=3),
-    "softmax-e64-16k-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384),
-    "ensemble3-16k-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, ensembleSize=3),
+    "ensemble3-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, ensembleSize=3,
+                                **SHAPES_512),
+    "softmax-e64-16k-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **SHAPES_512),
+    "ensemble3-16k-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, ensembleSize=3,
+                                 **SHAPES_512),
     # Fifth round: larger batches (the fit is latency-bound: a step of 64 windows costs little more
     # than one of 16), the learning rate scaled with the batch.
-    "tuned-16k-b32": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=32, learningRate=0.003),
-    "tuned-16k-b64": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=64, learningRate=0.004),
+    "tuned-16k-b32": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=32, learningRate=0.003,
+                          **SHAPES_512),
+    "tuned-16k-b64": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=64, learningRate=0.004,
+                          **SHAPES_512),
+    # Sixth round: longer windows (more of a list or a key in view), wider token-shape hashing
+    # (the journals hold ~3,600 shapes and shape bigrams in two or more paragraphs: 512 slots
+    # made them collide), shape trigrams, and more hashed words beside them.
+    "tuned-16k-w100": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, windowSize=100, **SHAPES_512),
+    "tuned-16k-shape4k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(4096, 2)),
+    "tuned-16k-shape16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 2)),
+    "tuned-64k-shape4k": dict(**SOFTMAX_E64, **TUNED, numFeatures=65536, **_shapes(4096, 2)),
+    "tuned-16k-shape4k-tri": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(4096, 3)),
+    "tuned-16k-shape16k-tri": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 3)),
+    "tuned-16k-shape64k-tri": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(65536, 3)),
+    "tuned-16k-shape16k-4grams": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 4)),
 }
 
 
@@ -117,10 +142,13 @@ def main() -> None:
             print(_line(name, results[name]), flush=True)
     for name in args.only or list(CONFIGURATIONS):
         started = time.perf_counter()
+        settings = dict(CONFIGURATIONS[name])
+        feature_options = settings.pop("feature_options", None)
         for seed in seeds:
             for train, validate in folds:
                 result = compare_on_journals(
-                    spark, args.data, train, validate, models=("bilstm",), **{"seed": seed, **CONFIGURATIONS[name]}
+                    spark, args.data, train, validate, models=("bilstm",), feature_options=feature_options,
+                    **{"seed": seed, **settings},
                 )
                 results.setdefault(name, []).append(
                     dict(_scores(result.bilstm), fit_seconds=result.fit_seconds["bilstm"], seed=seed)

@@ -151,16 +151,21 @@ def _job_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
 
 def _feature_options(parser: argparse.ArgumentParser) -> None:
+    from skol_spark.text_pipeline import DEFAULT_NUM_SHAPE_FEATURES, DEFAULT_SHAPE_NGRAMS
+
     parser.add_argument("--no-shape", action="store_true",
                         help="no token-shape features (Xxxx., dddd, ...) (text input)")
     parser.add_argument("--no-cues", action="store_true",
                         help="no nomenclatural cues (sp. nov., years, MycoBank, ...) (text input)")
-    parser.add_argument("--num-shape-features", type=int, default=512, metavar="N",
+    parser.add_argument("--num-shape-features", type=int, default=DEFAULT_NUM_SHAPE_FEATURES, metavar="N",
                         help="hashed token-shape space, text input (default: %(default)s)")
+    parser.add_argument("--shape-ngrams", type=int, default=DEFAULT_SHAPE_NGRAMS, metavar="N",
+                        help="runs of up to N token shapes hashed as terms, text input (default: %(default)s)")
 
 
 def _feature_values(args: argparse.Namespace) -> dict[str, Any]:
-    return {"shape": not args.no_shape, "cues": not args.no_cues, "numShapeFeatures": args.num_shape_features}
+    return {"shape": not args.no_shape, "cues": not args.no_cues, "numShapeFeatures": args.num_shape_features,
+            "shapeNgrams": args.shape_ngrams}
 
 
 def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:

@@ -171,7 +171,7 @@ def make_estimator(
 ) -> Any:
     """A BiLSTMClassifier, or a Pipeline ending in one when labels or text need stages first.
 
-    ``feature_options`` (``shape``, ``cues``, ``numShapeFeatures``) go to
+    ``feature_options`` (``shape``, ``cues``, ``numShapeFeatures``, ``shapeNgrams``) go to
     :func:`skol_spark.text_pipeline.skol_pipeline` for text input.
     """
     from pyspark.ml import Pipeline

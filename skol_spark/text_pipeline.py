@@ -7,7 +7,8 @@ each optional and assembled beside them:
 - ``shape``: case- and punctuation-preserving tokens mapped to their shape
   (``Fig.`` -> ``Xxx.``, ``1987`` -> ``dddd``, ``Agaricus`` -> ``Xxxxx``,
   ``(`` -> ``(``; runs of one character longer than four are cut to four), with
-  their bigrams, hashed into a space of their own (binary, IDF-weighted);
+  their bigrams and trigrams (``Xxxxx.: dd``), hashed into a space of their
+  own (binary, IDF-weighted);
 - ``cues``: nomenclatural and bibliographic cues as 0/1 columns (a year,
   ``sp. nov.``, ``comb. nov.``, ``gen. nov.``, ``nom. illeg.`` and the other
   ``nom.`` statuses, ``≡``, a leading ``=``, ``Fig.``, ``MycoBank`` or
@@ -49,6 +50,8 @@ __all__ = [
     "text_feature_stages",
     "DEFAULT_CLASSIFIER",
     "DEFAULT_NUM_FEATURES",
+    "DEFAULT_NUM_SHAPE_FEATURES",
+    "DEFAULT_SHAPE_NGRAMS",
     "skol_pipeline",
 ]
 
@@ -66,6 +69,14 @@ LAYOUT_COLUMNS = (
 # Width of the hashed word TF-IDF: text_feature_stages(), skol_pipeline(), the
 # CLI and skol_spark.journals (chosen with DEFAULT_CLASSIFIER).
 DEFAULT_NUM_FEATURES = 16384
+
+# The token-shape terms: shapes and their runs of up to DEFAULT_SHAPE_NGRAMS,
+# hashed into DEFAULT_NUM_SHAPE_FEATURES slots of their own. The journals hold
+# ~27,000 shapes, shape bigrams and trigrams in two or more paragraphs (512
+# slots, the width before, already made the ~3,600 shapes and bigrams collide).
+# Both chosen on the training volumes (bench/select_journals.py, BENCHMARKS.md).
+DEFAULT_NUM_SHAPE_FEATURES = 16384
+DEFAULT_SHAPE_NGRAMS = 3
 
 # What skol_pipeline(), `skol-spark train` on text and skol_spark.journals use
 # unless told otherwise: chosen on the journals' training volumes only
@@ -141,17 +152,28 @@ def cue_stage(textCol: str = "text") -> SQLTransformer:
 
 
 def shape_stages(
-    textCol: str = "text", outputCol: str = "shape_tfidf", numFeatures: int = 512, minDocFreq: int = 2
+    textCol: str = "text",
+    outputCol: str = "shape_tfidf",
+    numFeatures: int = DEFAULT_NUM_SHAPE_FEATURES,
+    minDocFreq: int = 2,
+    ngrams: int = DEFAULT_SHAPE_NGRAMS,
 ) -> list[Params]:
-    """Stages from text to the IDF-weighted, hashed, binary bag of token shapes and shape bigrams."""
+    """Stages from text to the IDF-weighted, hashed, binary bag of token shapes.
+
+    The terms are the shapes and their runs of 2 to ``ngrams`` (``ngrams=1``:
+    the shapes alone).
+    """
+    if ngrams < 1:
+        raise ValueError(f"Expected ngrams >= 1. Received: {ngrams}")
+    runs = [f"shape_{n}grams" for n in range(2, ngrams + 1)]
     shape = "regexp_replace(regexp_replace(regexp_replace(t, '\\\\p{Lu}', 'X'), '\\\\p{Ll}', 'x'), '\\\\p{N}', 'd')"
     short = f"regexp_replace({shape}, '(.)\\\\1{{4,}}', '$1$1$1$1')"
     return [
         RegexTokenizer(inputCol=textCol, outputCol="shape_tokens", pattern=SHAPE_TOKEN_PATTERN,
                        gaps=False, toLowercase=False, minTokenLength=1),
         SQLTransformer(statement=f"SELECT *, transform(shape_tokens, t -> {short}) AS shapes FROM __THIS__"),
-        NGram(inputCol="shapes", outputCol="shape_bigrams", n=2),
-        SQLTransformer(statement="SELECT *, concat(shapes, shape_bigrams) AS shape_terms FROM __THIS__"),
+        *(NGram(inputCol="shapes", outputCol=run, n=n) for n, run in enumerate(runs, start=2)),
+        SQLTransformer(statement=f"SELECT *, concat({', '.join(['shapes', *runs])}) AS shape_terms FROM __THIS__"),
         HashingTF(inputCol="shape_terms", outputCol="shape_tf", numFeatures=numFeatures, binary=True),
         IDF(inputCol="shape_tf", outputCol=outputCol, minDocFreq=minDocFreq),
     ]
@@ -166,16 +188,20 @@ def text_feature_stages(
     *,
     shape: bool = True,
     cues: bool = True,
-    numShapeFeatures: int = 512,
+    numShapeFeatures: int = DEFAULT_NUM_SHAPE_FEATURES,
+    shapeNgrams: int = DEFAULT_SHAPE_NGRAMS,
 ) -> list[Params]:
     """Stages from a text column to a feature Vector column.
 
-    Hashed TF-IDF of words, then (each optional) token shapes
-    (``numShapeFeatures`` hashed slots), nomenclatural cues and layout.
+    Hashed TF-IDF of words, then (each optional) token shapes and their runs
+    of up to ``shapeNgrams`` (``numShapeFeatures`` hashed slots),
+    nomenclatural cues and layout.
     ``shape=False, cues=False`` gives the feature set of skol_spark 0.x.
     """
     if numShapeFeatures < 1:
         raise ValueError(f"Expected numShapeFeatures >= 1. Received: {numShapeFeatures}")
+    if shapeNgrams < 1:
+        raise ValueError(f"Expected shapeNgrams >= 1. Received: {shapeNgrams}")
     parts = ["tfidf"] if (layout or shape or cues) else [outputCol]
     stages: list[Params] = [
         RegexTokenizer(inputCol=textCol, outputCol="tokens", pattern=r"[^\p{L}\p{N}]+", toLowercase=True),
@@ -183,7 +209,7 @@ def text_feature_stages(
         IDF(inputCol="tf", outputCol=parts[0], minDocFreq=minDocFreq),
     ]
     if shape:
-        stages += shape_stages(textCol, "shape_tfidf", numShapeFeatures, minDocFreq)
+        stages += shape_stages(textCol, "shape_tfidf", numShapeFeatures, minDocFreq, shapeNgrams)
         parts.append("shape_tfidf")
     if cues:
         stages.append(cue_stage(textCol))
@@ -204,7 +230,8 @@ def skol_pipeline(
     layout: bool = True,
     shape: bool = True,
     cues: bool = True,
-    numShapeFeatures: int = 512,
+    numShapeFeatures: int = DEFAULT_NUM_SHAPE_FEATURES,
+    shapeNgrams: int = DEFAULT_SHAPE_NGRAMS,
     **classifier_params: Any,
 ) -> Pipeline:
     """Text and a string label in, a Pipeline ending in :class:`BiLSTMClassifier`.
@@ -212,8 +239,8 @@ def skol_pipeline(
     ``labelCol`` holds class names (``label3`` from
     :func:`skol_spark.datasets.with_three_classes`); ``StringIndexer`` writes
     their indices, in alphabetical order of the names, to ``indexedLabelCol``.
-    ``numFeatures``, ``layout``, ``shape``, ``cues`` and ``numShapeFeatures``
-    choose the features (:func:`text_feature_stages`); ``classifier_params``
+    ``numFeatures``, ``layout``, ``shape``, ``cues``, ``numShapeFeatures`` and
+    ``shapeNgrams`` choose the features (:func:`text_feature_stages`); ``classifier_params``
     override :data:`DEFAULT_CLASSIFIER`, the BiLSTM's settings.
 
     Examples
@@ -225,7 +252,7 @@ def skol_pipeline(
         stages=[
             *text_feature_stages(
                 textCol, "features", numFeatures, layout,
-                shape=shape, cues=cues, numShapeFeatures=numShapeFeatures,
+                shape=shape, cues=cues, numShapeFeatures=numShapeFeatures, shapeNgrams=shapeNgrams,
             ),
             StringIndexer(inputCol=labelCol, outputCol=indexedLabelCol, stringOrderType="alphabetAsc"),
             BiLSTMClassifier(

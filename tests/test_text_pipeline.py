@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
 
-from skol_spark.text_pipeline import CUE_COLUMNS, LAYOUT_COLUMNS, text_feature_stages
+from skol_spark.text_pipeline import CUE_COLUMNS, DEFAULT_NUM_SHAPE_FEATURES, LAYOUT_COLUMNS, text_feature_stages
 
 ROWS = [
     ("Agaricus niger Smith, sp. nov. MycoBank MB 512345 (Fig. 3) 1887, 1990. ≡ Boletus niger (Fr.) Sacc.",),
@@ -31,6 +31,18 @@ def test_shapes_keep_case_digits_and_punctuation(paragraphs):
     assert out[1].shapes[:3] == ["=", "Xxxxx", "X."]
     assert out[3].shapes == ["Xx", "xxxx", "xxx", "xxxx"]  # runs cut to four: "thank" -> "xxxx"
     assert "Xx xxxx" in out[3].shape_terms  # shape bigrams, beside the shapes
+    assert "Xx xxxx xxx" in out[3].shape_terms  # and trigrams (DEFAULT_SHAPE_NGRAMS = 3)
+
+
+@pytest.mark.parametrize("ngrams, terms", [
+    (1, ["Xx", "xxxx", "xxx", "xxxx"]),
+    (2, ["Xx", "xxxx", "xxx", "xxxx", "Xx xxxx", "xxxx xxx", "xxx xxxx"]),
+    (4, ["Xx", "xxxx", "xxx", "xxxx", "Xx xxxx", "xxxx xxx", "xxx xxxx", "Xx xxxx xxx", "xxxx xxx xxxx",
+         "Xx xxxx xxx xxxx"]),
+])
+def test_shape_terms_are_the_runs_of_up_to_shape_ngrams(paragraphs, ngrams, terms):
+    out = _fit(paragraphs, shapeNgrams=ngrams).transform(paragraphs).select("shape_terms").collect()
+    assert out[3].shape_terms == terms  # "We thank the curators"
 
 
 def test_cues_mark_nomenclature_and_citations(paragraphs):
@@ -50,11 +62,11 @@ def test_feature_width_follows_the_options(paragraphs):
         return len(_fit(paragraphs, **options).transform(paragraphs).first().features)
 
     cues, layout = len(CUE_COLUMNS), len(LAYOUT_COLUMNS)
-    assert width() == 64 + 512 + cues + layout
+    assert width() == 64 + DEFAULT_NUM_SHAPE_FEATURES + cues + layout
     assert width(numShapeFeatures=32) == 64 + 32 + cues + layout
     assert width(shape=False, cues=False) == 64 + layout  # the earlier feature set
     assert width(shape=False, cues=False, layout=False) == 64
-    assert width(cues=False, layout=False) == 64 + 512
+    assert width(cues=False, layout=False) == 64 + DEFAULT_NUM_SHAPE_FEATURES
 
 
 def test_refuses_an_empty_shape_space():
@@ -62,7 +74,12 @@ def test_refuses_an_empty_shape_space():
         text_feature_stages(numShapeFeatures=0)
 
 
-@pytest.mark.parametrize("options", [{}, {"shape": False, "cues": False}])
+def test_refuses_shape_runs_shorter_than_one():
+    with pytest.raises(ValueError, match="Expected shapeNgrams >= 1. Received: 0"):
+        text_feature_stages(shapeNgrams=0)
+
+
+@pytest.mark.parametrize("options", [{}, {"shape": False, "cues": False}, {"shapeNgrams": 1}])
 def test_fitted_features_save_and_load(paragraphs, tmp_path, options):
     model = _fit(paragraphs, **options)
     path = str(tmp_path / "features")
