@@ -7,7 +7,7 @@ each optional and assembled beside them:
 - ``shape``: case- and punctuation-preserving tokens mapped to their shape
   (``Fig.`` -> ``Xxx.``, ``1987`` -> ``dddd``, ``Agaricus`` -> ``Xxxxx``,
   ``(`` -> ``(``; runs of one character longer than four are cut to four), with
-  their bigrams and trigrams (``Xxxxx.: dd``), hashed into a space of their
+  their bigrams and trigrams (``Xxxxx : dd``), hashed into a space of their
   own (binary, IDF-weighted);
 - ``cues``: nomenclatural and bibliographic cues as 0/1 columns (a year,
   ``sp. nov.``, ``comb. nov.``, ``gen. nov.``, ``nom. illeg.`` and the other
