@@ -97,9 +97,9 @@ def _identity(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
 def _grouped(df):
     """``df`` grouped as transform groups it: ``repartition(doc)`` + ``sortWithinPartitions(doc, position)``."""
-    from pyspark.sql import functions as F
+    from skol_spark.udf import group_documents
 
-    return df.repartition(F.col("doc_id")).sortWithinPartitions("doc_id", "line_number")
+    return group_documents(df, "doc_id", "line_number")
 
 
 def floors(df) -> dict:
@@ -116,23 +116,19 @@ def udf_floor(df, spec):
     ``struct(doc, position, features)``, every input column kept) around a UDF that gives every row
     the same probabilities, built into transform's output by ``predict._output`` (``spec``'s): what
     Spark's UDF path costs without skol_spark's labeling code. None before Spark 4.1 (no ``arrow_udf``)."""
-    from pyspark.ml.linalg import VectorUDT
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
     from skol_spark.predict import _output
-    from skol_spark.udf import USE_ARROW_UDF
+    from skol_spark.udf import USE_ARROW_UDF, output_type
 
     if not USE_ARROW_UDF:
         return None
-    output = T.StructType([T.StructField("prediction", T.DoubleType()), T.StructField("probability", VectorUDT()),
-                           T.StructField("rawPrediction", VectorUDT())])
 
     def constant(arrays: Iterator[pa.Array]) -> Iterator[pa.Array]:
         for array in arrays:
             yield _output(spec, np.full((len(array), len(LABELS)), 1 / len(LABELS)))
 
-    udf = F.arrow_udf(constant, output).asNondeterministic()
+    udf = F.arrow_udf(constant, output_type(vector_output=True)).asNondeterministic()
     labelled = _grouped(df).withColumn("out", udf(F.struct("doc_id", "line_number", "features")))
     out = labelled.select(*df.columns, "out.prediction", "out.probability", "out.rawPrediction")
     return lambda: noop(out)

@@ -50,8 +50,7 @@ def label_dataframe(
         from skol_spark.compat import vector_to_array
 
         feature_input = vector_to_array(feature_input, "float32")
-    grouped = dataset.repartition(_col(doc)).sortWithinPartitions(_col(doc), _col(position))
-    labelled = grouped.withColumn(
+    labelled = group_documents(dataset, doc, position).withColumn(
         _OUTPUT, _labeling_udf(spec)(F.struct(_col(doc), _col(position), feature_input))
     )
     if spec.handle_invalid == "skip":  # invalid rows came back with a null output
@@ -70,16 +69,28 @@ def label_dataframe(
     )
 
 
+def group_documents(dataset: DataFrame, doc: str, position: str) -> DataFrame:
+    """``dataset`` with each document's rows in one partition, in position order: what labeling reads."""
+    return dataset.repartition(_col(doc)).sortWithinPartitions(_col(doc), _col(position))
+
+
+def output_type(vector_output: bool) -> T.StructType:
+    """The labeling UDF's return type: prediction, then probability and rawPrediction as Vectors
+    (``vector_output``, the Arrow UDF) or as arrays of doubles (the pandas UDF)."""
+    scores = VectorUDT() if vector_output else T.ArrayType(T.DoubleType())
+    return T.StructType(
+        [
+            T.StructField("prediction", T.DoubleType()),
+            T.StructField("probability", scores),
+            T.StructField("rawPrediction", scores),
+        ]
+    )
+
+
 def _labeling_udf(spec: PredictSpec) -> Any:
     """The per-partition labeling UDF; its closure holds ``spec`` and nothing else."""
+    return_type = output_type(spec.vector_output)
     if spec.vector_output:
-        return_type = T.StructType(
-            [
-                T.StructField("prediction", T.DoubleType()),
-                T.StructField("probability", VectorUDT()),
-                T.StructField("rawPrediction", VectorUDT()),
-            ]
-        )
 
         def label_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
             from skol_spark.predict import label_rows
@@ -87,14 +98,6 @@ def _labeling_udf(spec: PredictSpec) -> Any:
             yield from label_rows(_with_task_resources(spec), batches)
 
         return F.arrow_udf(label_arrow, return_type).asNondeterministic()
-
-    return_type = T.StructType(
-        [
-            T.StructField("prediction", T.DoubleType()),
-            T.StructField("probability", T.ArrayType(T.DoubleType())),
-            T.StructField("rawPrediction", T.ArrayType(T.DoubleType())),
-        ]
-    )
 
     def label_pandas(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from skol_spark.predict import label_rows
