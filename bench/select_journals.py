@@ -147,13 +147,10 @@ def main() -> None:
             print(_line(name, results[name]), flush=True)
     for name in args.only or list(CONFIGURATIONS):
         started = time.perf_counter()
-        settings = dict(CONFIGURATIONS[name])
-        feature_options = settings.pop("feature_options", None)
         for seed in seeds:
             for train, validate in folds:
                 result = compare_on_journals(
-                    spark, args.data, train, validate, models=("bilstm",), feature_options=feature_options,
-                    **{"seed": seed, **settings},
+                    spark, args.data, train, validate, models=("bilstm",), **{"seed": seed, **CONFIGURATIONS[name]}
                 )
                 results.setdefault(name, []).append(
                     dict(_scores(result.bilstm), fit_seconds=result.fit_seconds["bilstm"], seed=seed)
