@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
 
-from skol_spark.text_pipeline import CUE_COLUMNS, DEFAULT_NUM_SHAPE_FEATURES, LAYOUT_COLUMNS, text_feature_stages
+from skol_spark.text_pipeline import (
+    CUE_COLUMNS,
+    DEFAULT_NUM_SHAPE_FEATURES,
+    LAYOUT_COLUMNS,
+    shape_stages,
+    text_feature_stages,
+)
 
 ROWS = [
     ("Agaricus niger Smith, sp. nov. MycoBank MB 512345 (Fig. 3) 1887, 1990. ≡ Boletus niger (Fr.) Sacc.",),
@@ -77,6 +83,8 @@ def test_refuses_an_empty_shape_space():
 def test_refuses_shape_runs_shorter_than_one():
     with pytest.raises(ValueError, match="Expected shapeNgrams >= 1. Received: 0"):
         text_feature_stages(shapeNgrams=0)
+    with pytest.raises(ValueError, match="Expected ngrams >= 1. Received: 0"):
+        shape_stages(ngrams=0)
 
 
 @pytest.mark.parametrize("options", [{}, {"shape": False, "cues": False}, {"shapeNgrams": 1}])
