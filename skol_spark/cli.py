@@ -89,8 +89,10 @@ def run_demo(spark, num_docs: int = 120, epochs: int = 8, seed: int = 7, out=sys
     return {"bilstm": bilstm, "baseline": baseline, "model": model}
 
 
-# (option, Param, type) of the BiLSTM hyperparameters train exposes; defaults
-# come from skol_spark.text_pipeline.DEFAULT_CLASSIFIER, else the estimator's own.
+# (option, Param, type) of the BiLSTM hyperparameters train exposes. Only the
+# given ones reach make_estimator, which applies them to
+# skol_spark.text_pipeline.DEFAULT_CLASSIFIER (classifier_settings), so that
+# e.g. --embedding-size 0 alone means one network, as in Python.
 _HYPERPARAMETERS = (
     ("--epochs", "epochs", int),
     ("--window-size", "windowSize", int),
@@ -198,12 +200,16 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     for option, param, kind in _HYPERPARAMETERS:
         extra: dict[str, Any] = {"choices": WEIGHT_STRATEGIES} if param == "weightStrategy" else {}
         default = DEFAULT_CLASSIFIER.get(param)
-        shown = "%(default)s" if default is not None else "the estimator's"
+        shown = str(default).lower() if isinstance(default, bool) else default
+        if default is None:
+            shown = "the estimator's"
+        elif param == "ensembleSize":
+            shown = f"{shown}; 1 with --embedding-size 0"
         if kind == "bool":
             kind, extra = _true_or_false, {"metavar": "{true,false}"}
         elif not extra:
             extra = {"metavar": kind.__name__.upper()}
-        train.add_argument(option, dest=param, type=kind, default=default,
+        train.add_argument(option, dest=param, type=kind, default=None,
                            help=f"BiLSTMClassifier {param} (default: {shown})", **extra)
 
     predict = commands.add_parser(

@@ -171,7 +171,10 @@ def make_estimator(
 ) -> Any:
     """A BiLSTMClassifier, or a Pipeline ending in one when labels or text need stages first.
 
-    ``feature_options`` (``shape``, ``cues``, ``numShapeFeatures``, ``shapeNgrams``) go to
+    ``classifier_params`` override the chosen settings,
+    :data:`skol_spark.text_pipeline.DEFAULT_CLASSIFIER`, whatever the input
+    (:func:`skol_spark.text_pipeline.classifier_settings`). ``feature_options``
+    (``shape``, ``cues``, ``numShapeFeatures``, ``shapeNgrams``) go to
     :func:`skol_spark.text_pipeline.skol_pipeline` for text input.
     """
     from pyspark.ml import Pipeline
@@ -179,7 +182,7 @@ def make_estimator(
     from pyspark.sql import types as T
 
     from skol_spark.estimator import BiLSTMClassifier
-    from skol_spark.text_pipeline import DEFAULT_NUM_FEATURES, skol_pipeline
+    from skol_spark.text_pipeline import DEFAULT_NUM_FEATURES, classifier_settings, skol_pipeline
 
     _require(df, [columns.doc, columns.position, columns.label], "training")
     keys = dict(docIdCol=columns.doc, positionCol=columns.position)
@@ -189,13 +192,12 @@ def make_estimator(
             numFeatures=num_features or DEFAULT_NUM_FEATURES, layout=layout, **(feature_options or {}), **keys,
             **classifier_params,
         )
+    settings = classifier_settings(**classifier_params)
     if isinstance(df.schema[columns.label].dataType, T.NumericType):
-        return BiLSTMClassifier(featuresCol=columns.features, labelCol=columns.label, **keys,
-                                **classifier_params)
+        return BiLSTMClassifier(featuresCol=columns.features, labelCol=columns.label, **keys, **settings)
     return Pipeline(stages=[
         StringIndexer(inputCol=columns.label, outputCol=_INDEXED_LABEL, stringOrderType="alphabetAsc"),
-        BiLSTMClassifier(featuresCol=columns.features, labelCol=_INDEXED_LABEL, **keys,
-                         **classifier_params),
+        BiLSTMClassifier(featuresCol=columns.features, labelCol=_INDEXED_LABEL, **keys, **settings),
     ])
 
 

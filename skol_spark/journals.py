@@ -32,7 +32,12 @@ from skol_spark.crf_baseline import CRFSettings, collect_sequences, crf_confusio
 from skol_spark.datasets import read_yedda, with_three_classes
 from skol_spark.estimator import BiLSTMClassifier
 from skol_spark.evaluation import ClassificationReport, classification_report
-from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, DEFAULT_NUM_FEATURES, text_feature_stages
+from skol_spark.text_pipeline import (
+    DEFAULT_CLASSIFIER,
+    DEFAULT_NUM_FEATURES,
+    classifier_settings,
+    text_feature_stages,
+)
 
 __all__ = [
     "TRAIN_VOLUMES",
@@ -192,7 +197,7 @@ def compare_on_journals(
     The logistic regression weights classes as the BiLSTM's ``weightStrategy`` does.
     """
     models = _check_models(models)
-    params = {**DEFAULT_CLASSIFIER, **classifier_params}
+    params = classifier_settings(**classifier_params)
     train = load_volumes(spark, root, train_volumes)
     test = load_volumes(spark, root, eval_volumes)
     if max_docs is not None:

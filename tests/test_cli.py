@@ -231,15 +231,28 @@ def test_spark_submit_runs_the_job_file_with_its_master(spark, features_parquet,
     assert sum(c["support"] for c in report["per_class"].values()) == n_in
 
 
-def test_train_options_default_to_the_chosen_settings_and_parse_booleans():
-    from skol_spark.cli import build_parser
+def test_train_options_default_to_the_chosen_settings_and_parse_booleans(spark):
+    from skol_spark.cli import _HYPERPARAMETERS, _columns, build_parser
+    from skol_spark.jobs import make_estimator
     from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, DEFAULT_NUM_FEATURES
 
     base = ["train", "--input", "x.parquet", "--model", "m"]
     args = build_parser().parse_args(base)
     assert args.num_features == DEFAULT_NUM_FEATURES
-    for param, value in DEFAULT_CLASSIFIER.items():
-        assert getattr(args, param) == value, param
+    # No option given, none passed on: the estimator gets the chosen settings.
+    assert all(getattr(args, param) is None for _, param, _ in _HYPERPARAMETERS)
+    text = spark.createDataFrame([("d", 0, "Pileus brown.", "Description")], ["doc_id", "line_number", "text", "label"])
+    numeric = spark.createDataFrame([("d", 0, [0.5, 1.0], 0)], ["doc_id", "line_number", "features", "label"])
+    for df in (text, numeric):
+        estimator = make_estimator(df, _columns(args), {})
+        bilstm = estimator.getStages()[-1] if hasattr(estimator, "getStages") else estimator
+        for param, value in DEFAULT_CLASSIFIER.items():
+            assert bilstm.getOrDefault(param) == value, param
+    # --embedding-size 0 alone means one network, as skol_pipeline(embeddingSize=0) does.
+    given = build_parser().parse_args([*base, "--embedding-size", "0"])
+    assert (given.embeddingSize, given.ensembleSize) == (0, None)
+    single = make_estimator(numeric, _columns(given), {"embeddingSize": 0})
+    assert (single.getEmbeddingSize(), single.getEnsembleSize()) == (0, 1)
     assert build_parser().parse_args([*base, "--tune-thresholds", "no"]).tuneThresholds is False
     assert build_parser().parse_args([*base, "--tune-thresholds", "True"]).tuneThresholds is True
     with pytest.raises(SystemExit):

@@ -107,3 +107,38 @@ def test_skol_pipeline_uses_the_chosen_settings_unless_told_otherwise(spark):
     for param, value in DEFAULT_CLASSIFIER.items():
         assert bilstm.getOrDefault(param) == value, param
     assert skol_pipeline(epochs=2).getStages()[-1].getEpochs() == 2
+
+
+@pytest.mark.parametrize(
+    "overrides", [dict(outputLayer="crf"), dict(embeddingSize=0), dict(numWorkers=2)], ids=["crf", "no-projection", "workers"]
+)
+def test_an_ensemble_falls_back_to_one_network_where_it_cannot_be(spark, overrides):
+    from skol_spark.estimator import BiLSTMClassifier
+    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, classifier_settings, skol_pipeline
+
+    assert DEFAULT_CLASSIFIER["ensembleSize"] > 1
+    settings = classifier_settings(**overrides)
+    assert settings == {**DEFAULT_CLASSIFIER, **overrides, "ensembleSize": 1}
+    BiLSTMClassifier(**settings)._check_training_params()  # what fit checks first: no conflict left
+    assert skol_pipeline(**overrides).getStages()[-1].getEnsembleSize() == 1
+    # An ensemble asked for is kept, and the estimator names the conflict.
+    asked = classifier_settings(ensembleSize=2, **overrides)
+    assert asked["ensembleSize"] == 2
+    with pytest.raises(ValueError, match=r"Expected (outputLayer='softmax' and embeddingSize > 0|numWorkers=1) with ensembleSize > 1"):
+        BiLSTMClassifier(**asked)._check_training_params()
+
+
+@pytest.mark.parametrize("overrides", [dict(tuneThresholds=True), dict(earlyStoppingPatience=2)])
+def test_held_out_rows_come_with_the_options_that_need_them(overrides):
+    from skol_spark.estimator import BiLSTMClassifier
+    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, HELD_OUT_FRACTION, classifier_settings
+
+    assert DEFAULT_CLASSIFIER["validationFraction"] == 0.0
+    settings = classifier_settings(**overrides)
+    assert settings["validationFraction"] == HELD_OUT_FRACTION > 0
+    BiLSTMClassifier(**settings)._check_training_params()
+    assert classifier_settings(validationFraction=0.25, **overrides)["validationFraction"] == 0.25
+    # Named as 0, it stays 0, and the estimator says why that cannot work.
+    refused = classifier_settings(validationFraction=0.0, **overrides)
+    with pytest.raises(ValueError, match=r"Expected validationFraction > 0 with (tuneThresholds=True|earlyStoppingPatience > 0)"):
+        BiLSTMClassifier(**refused)._check_training_params()
