@@ -105,6 +105,15 @@ CONFIGURATIONS = {
     "shape16k-tri-e6": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 3), epochs=6),
     "shape16k-tri-es2": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 3),
                              earlyStoppingPatience=2),
+    # Seventh round, with the chosen shapes: the argmax decision (every row trained on), and an
+    # ensemble of three (as in the fourth round, now with the wider features).
+    "shape16k-tri-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **_shapes(16384, 3)),
+    "shape16k-tri-ens3-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **_shapes(16384, 3),
+                                     ensembleSize=3),
+    "shape16k-tri-ens2-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **_shapes(16384, 3),
+                                     ensembleSize=2),
+    "shape16k-tri-ens3-tuned": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 3),
+                                    ensembleSize=3),
 }
 
 
