@@ -392,21 +392,28 @@ class _BiLSTMParams(
     def getMlflowLogging(self) -> bool:
         return self.getOrDefault(self.mlflowLogging)
 
-    def _check_training_params(self) -> None:
-        """Cross-param checks of training only."""
-        if self.getEnsembleSize() > 1 and (self.getOutputLayer() != "softmax" or self.getEmbeddingSize() == 0):
-            raise ValueError(
+    def _ensemble_conflict(self) -> str | None:
+        """Why the other Params rule out ``ensembleSize > 1``, or None when they allow it."""
+        if self.getOutputLayer() != "softmax" or self.getEmbeddingSize() == 0:
+            return (
                 "Expected outputLayer='softmax' and embeddingSize > 0 with ensembleSize > 1: members "
                 "share one projection and average their probabilities. Received: "
                 f"ensembleSize={self.getEnsembleSize()}, outputLayer={self.getOutputLayer()!r}, "
                 f"embeddingSize={self.getEmbeddingSize()}. Set ensembleSize=1 or change the others."
             )
-        if self.getEnsembleSize() > 1 and self.getNumWorkers() > 1:
-            raise ValueError(
+        if self.getNumWorkers() > 1:
+            return (
                 "Expected numWorkers=1 with ensembleSize > 1: ensembles train on the driver. Received: "
                 f"ensembleSize={self.getEnsembleSize()}, numWorkers={self.getNumWorkers()}. "
                 "Set one of them to 1."
             )
+        return None
+
+    def _check_training_params(self) -> None:
+        """Cross-param checks of training only."""
+        conflict = self._ensemble_conflict() if self.getEnsembleSize() > 1 else None
+        if conflict:
+            raise ValueError(conflict)
         if self.getEarlyStoppingPatience() > 0 and self.getValidationFraction() <= 0:
             raise ValueError(
                 "Expected validationFraction > 0 with earlyStoppingPatience > 0: early stopping "

@@ -131,15 +131,12 @@ def classifier_settings(**overrides: Any) -> dict[str, Any]:
     0.1
     """
     settings = {**DEFAULT_CLASSIFIER, **overrides}
-    single_only = (
-        settings.get("outputLayer", "softmax") != "softmax"
-        or settings.get("embeddingSize", 1) == 0
-        or settings.get("numWorkers", 1) > 1
-    )
-    if single_only and "ensembleSize" not in overrides:
+    # The estimator's own defaults and rules decide for the Params settings leave out.
+    resolved = BiLSTMClassifier(**settings)
+    if "ensembleSize" not in overrides and resolved._ensemble_conflict():
         settings["ensembleSize"] = 1
-    needs_rows = settings.get("earlyStoppingPatience", 0) > 0 or settings.get("tuneThresholds", False)
-    if needs_rows and not settings.get("validationFraction") and "validationFraction" not in overrides:
+    needs_rows = resolved.getEarlyStoppingPatience() > 0 or resolved.getTuneThresholds()
+    if "validationFraction" not in overrides and needs_rows and resolved.getValidationFraction() <= 0:
         settings["validationFraction"] = HELD_OUT_FRACTION
     return settings
 
