@@ -52,8 +52,8 @@ import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from bench_transform import HIDDEN, LAYERS, WINDOW, make_model, measure, model_rate, noop  # noqa: E402
-from benchlib import PeakChildMemory, PeakRSS, quiet_local_spark  # noqa: E402
+from bench_transform import HIDDEN, LAYERS, WINDOW, make_model, measure, model_rate  # noqa: E402
+from benchlib import PeakChildMemory, PeakRSS, noop, quiet_local_spark  # noqa: E402
 
 EMBEDDING = 64  # the network is bench_transform's: window 50, 64 units x 2 layers
 LABELS = ["a", "b", "c"]

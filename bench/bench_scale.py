@@ -26,7 +26,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from benchlib import PeakChildMemory, jvm_documents, quiet_local_spark  # noqa: E402
+from benchlib import PeakChildMemory, jvm_documents, noop, quiet_local_spark  # noqa: E402
 
 DIM, WINDOW, HIDDEN = 64, 50, 32
 
@@ -44,9 +44,6 @@ def main() -> None:
     spark = quiet_local_spark()
     network = build_network(WINDOW, DIM, 3, hidden_size=HIDDEN, num_layers=1, dropout=0.0, seed=0)
     model = BiLSTMClassificationModel.fromKeras(network, labels=["a", "b", "c"])
-
-    def noop(df) -> None:
-        df.write.format("noop").mode("overwrite").save()
 
     noop(model.transform(jvm_documents(spark, 20_000, args.doc_length, DIM)))  # warm up the workers
     runs = [(n, args.doc_length) for n in args.rows]

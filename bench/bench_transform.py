@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 
-from benchlib import PeakRSS, quiet_local_spark  # noqa: E402
+from benchlib import PeakRSS, noop, quiet_local_spark  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 WINDOW, HIDDEN, LAYERS = 50, 64, 2
@@ -98,10 +98,6 @@ def make_model(dim: int, embedding: int = 0, hidden: int = HIDDEN, layers: int =
         WINDOW, dim, 3, hidden_size=hidden, num_layers=layers, dropout=0.0, seed=0, embedding_size=embedding
     )
     return network, BiLSTMClassificationModel.fromKeras(network, labels=["a", "b", "c"], windowSize=WINDOW)
-
-
-def noop(df) -> None:
-    df.write.format("noop").mode("overwrite").save()
 
 
 def floor_job(df):

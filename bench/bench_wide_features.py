@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import psutil  # noqa: E402
 
-from benchlib import PeakChildMemory, PeakRSS, quiet_local_spark  # noqa: E402
+from benchlib import PeakChildMemory, PeakRSS, noop, quiet_local_spark  # noqa: E402
 
 DIM, EMBEDDING, HIDDEN, WINDOW, VOCABULARY = 2**18, 64, 16, 50, 50_000
 
@@ -89,10 +89,6 @@ def fit_once(df) -> dict:
         model = classifier().fit(df)
         seconds = time.perf_counter() - t0
     return {"seconds": seconds, "growth": peak.peak - before, "model": model}
-
-
-def noop(df) -> None:
-    df.write.format("noop").mode("overwrite").save()
 
 
 def main() -> None:

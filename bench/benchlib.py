@@ -71,6 +71,11 @@ class PeakChildMemory(Sampler):
         self.workers_total = max(self.workers_total, total)
 
 
+def noop(df) -> None:
+    """Run ``df`` to the end into Spark's ``noop`` sink: every row computed, nothing kept."""
+    df.write.format("noop").mode("overwrite").save()
+
+
 def jvm_documents(spark, rows: int, doc_length: int, dim: int, with_label: bool = False):
     """``rows`` positions in documents of ``doc_length``, ``dim``-dim dense features, built in the JVM.
 
