@@ -4,9 +4,15 @@
 
 The public names load on first use (PEP 562), so ``import skol_spark`` costs
 neither TensorFlow's start-up (seconds) nor needs pyspark: the Spark-free
-modules (``skol_spark.network``, ``yedda``, ``windows``, ``predict``) work
-without pyspark, and asking for a Spark stage without it raises an
-``ImportError`` that names the missing extra.
+packages (``skol_spark.core``, ``skol_spark.nn``, ``skol_spark.transform.predict``,
+``skol_spark.skol.yedda``) work without pyspark, and asking for a Spark stage
+without it raises an ``ImportError`` that names the missing extra.
+
+The packages, by role: ``stages`` (the Estimator, the Model, their Params),
+``nn`` (the network), ``fit`` (driver-side training, ``fit.distributed`` on
+the executors), ``transform`` (executor-side labeling), ``stores`` (directories,
+Redis, Keras files), ``skol`` (the SKOL application), ``cli`` (the command line),
+over ``core`` and ``compat``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BiLSTMClassifier",
@@ -25,10 +31,10 @@ __all__ = [
 ]
 
 _HOME = {
-    "BiLSTMClassifier": "skol_spark.estimator",
-    "BiLSTMClassificationModel": "skol_spark.estimator",
-    "WeightedSparseCategoricalCrossentropy": "skol_spark.network",
-    "model_from_json": "skol_spark.network",
+    "BiLSTMClassifier": "skol_spark.stages.classifier",
+    "BiLSTMClassificationModel": "skol_spark.stages.model",
+    "WeightedSparseCategoricalCrossentropy": "skol_spark.nn.network",
+    "model_from_json": "skol_spark.nn.network",
 }
 
 SPARK_MISSING = (

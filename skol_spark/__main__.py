@@ -1,5 +1,5 @@
 import sys
 
-from skol_spark.cli import main
+from skol_spark.cli.main import main
 
 sys.exit(main())

@@ -24,7 +24,7 @@ __all__ = [
 
 
 class InvalidRowError(ValueError):
-    """An input row the model cannot use, with handleInvalid="error" (see ``skol_spark.invalid``)."""
+    """An input row the model cannot use, with handleInvalid="error" (see ``skol_spark.core.invalid``)."""
 
 
 class ModelRebuildError(RuntimeError):

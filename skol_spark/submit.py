@@ -27,7 +27,7 @@ def _fix_path() -> None:
 def main() -> int:
     from pyspark.sql import SparkSession
 
-    from skol_spark.cli import main as cli_main
+    from skol_spark.cli.main import main as cli_main
 
     spark = SparkSession.builder.appName("skol_spark").getOrCreate()
     try:

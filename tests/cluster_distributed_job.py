@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 import skol_spark
 from skol_spark import BiLSTMClassifier
-from skol_spark.datasets import make_synthetic_documents
+from skol_spark.skol.datasets import make_synthetic_documents
 
 
 class Lines(logging.Handler):
@@ -29,14 +29,15 @@ spark = SparkSession.builder.getOrCreate()
 train = make_synthetic_documents(spark, num_docs=20, mean_length=40, num_features=8, seed=1)
 model = BiLSTMClassifier(windowSize=16, hiddenSize=8, numLayers=1, epochs=2, seed=3, numWorkers=2).fit(train)
 labelled = model.transform(train).agg(F.count("prediction")).first()[0]
-json.dump(
-    {
-        "rows": train.count(),
-        "labelled": labelled,
-        "history": model.history,
-        "lines": lines.lines,
-        "driver_package": skol_spark.__file__,
-    },
-    open(sys.argv[1], "w"),
-)
+with open(sys.argv[1], "w") as out:
+    json.dump(
+        {
+            "rows": train.count(),
+            "labelled": labelled,
+            "history": model.history,
+            "lines": lines.lines,
+            "driver_package": skol_spark.__file__,
+        },
+        out,
+    )
 spark.stop()

@@ -16,10 +16,10 @@ if len(sys.argv) > 2:
 
 import skol_spark  # noqa: E402
 from skol_spark import BiLSTMClassifier  # noqa: E402
-from skol_spark.datasets import make_synthetic_documents  # noqa: E402
+from skol_spark.skol.datasets import make_synthetic_documents  # noqa: E402
 
 train = make_synthetic_documents(spark, num_docs=20, mean_length=40, num_features=8, seed=1)
-model = BiLSTMClassifier(windowSize=16, hiddenSize=8, numLayers=1, epochs=1, seed=3).fit(train)
+model = BiLSTMClassifier(windowSize=16, hiddenSize=8, numLayers=1, epochs=1, seed=3, ensembleSize=1).fit(train)
 digest = model.trainedNetwork.digest
 spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "40")
 labelled = model.transform(train.repartition(8, "doc_id")).agg(F.count("prediction")).first()[0]
@@ -29,7 +29,7 @@ def report(frames):
     import pandas as pd
 
     import skol_spark as package
-    from skol_spark import predict
+    from skol_spark.transform import predict
 
     for _ in frames:
         pass
@@ -44,13 +44,14 @@ def report(frames):
 
 
 stats = spark.range(0, 64, 1, 32).mapInPandas(report, "executor string, pid long, builds long, package string")
-json.dump(
-    {
-        "rows": train.count(),
-        "labelled": labelled,
-        "driver_package": skol_spark.__file__,
-        "workers": [r.asDict() for r in stats.collect()],
-    },
-    open(sys.argv[1], "w"),
-)
+with open(sys.argv[1], "w") as out:
+    json.dump(
+        {
+            "rows": train.count(),
+            "labelled": labelled,
+            "driver_package": skol_spark.__file__,
+            "workers": [r.asDict() for r in stats.collect()],
+        },
+        out,
+    )
 spark.stop()

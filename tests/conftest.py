@@ -60,19 +60,21 @@ def spark(spark_connect):
 
 @pytest.fixture(scope="session")
 def train_df(spark):
-    from skol_spark.datasets import make_synthetic_documents
+    from skol_spark.skol.datasets import make_synthetic_documents
 
     return make_synthetic_documents(spark, num_docs=40, mean_length=60, num_features=8, seed=1).cache()
 
 
 @pytest.fixture(scope="session")
 def test_df(spark):
-    from skol_spark.datasets import make_synthetic_documents
+    from skol_spark.skol.datasets import make_synthetic_documents
 
     return make_synthetic_documents(spark, num_docs=12, mean_length=60, num_features=8, seed=2).cache()
 
 
-TINY = dict(windowSize=16, hiddenSize=8, numLayers=1, dropout=0.0, epochs=3, learningRate=0.01, seed=3)
+# One small network: tests pass their own Params (the estimator defaults train three 64-unit networks).
+TINY = dict(windowSize=16, hiddenSize=8, numLayers=1, dropout=0.0, epochs=3, learningRate=0.01, seed=3,
+            ensembleSize=1, batchSize=32)
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +139,7 @@ def _start_redis(tmp_dir, *extra_args, tls=None):
         except redis.exceptions.ConnectionError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
-                raise RuntimeError(f"redis-server did not start on port {port}")
+                raise RuntimeError(f"redis-server did not start on port {port}") from None
             time.sleep(0.05)
     return process, port
 
@@ -205,7 +207,7 @@ def jvm_documents(spark, rows: int, doc_length: int, num_features: int = 8):
 def small_model(num_features: int = 8, seed: int = 7):
     """An untrained BiLSTM (window 16, 4 units, 3 classes), wrapped without fitting."""
     from skol_spark import BiLSTMClassificationModel
-    from skol_spark.network import build_network
+    from skol_spark.nn.network import build_network
 
     network = build_network(16, num_features, 3, hidden_size=4, num_layers=1, dropout=0.0, seed=seed)
     return BiLSTMClassificationModel.fromKeras(network, labels=["a", "b", "c"])
@@ -234,8 +236,8 @@ MODEL_CLASS = "skol_spark.estimator.BiLSTMClassificationModel"
 
 def parts_of(model, spark_version: str = "4.0.0"):
     """(metadata, body) of a model, as every store writes them."""
-    from skol_spark.estimator import _saved_stage
-    from skol_spark.persistence import model_to_parts
+    from skol_spark.stages.io import saved_stage as _saved_stage
+    from skol_spark.stores.directory import model_to_parts
 
     return model_to_parts(_saved_stage(model), model.trainedNetwork, spark_version)
 
@@ -243,7 +245,7 @@ def parts_of(model, spark_version: str = "4.0.0"):
 def model_of(metadata, body, source: str = "test"):
     """The model every store builds from (metadata, body), checked on the way."""
     from skol_spark import BiLSTMClassificationModel
-    from skol_spark.persistence import model_from_parts
+    from skol_spark.stores.directory import model_from_parts
 
     stage, network = model_from_parts(metadata, body, MODEL_CLASS, source)
     return BiLSTMClassificationModel._from_saved(stage, network, source)

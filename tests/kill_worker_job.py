@@ -49,9 +49,8 @@ def _kill_the_labeler(marker: str):
 
 
 def main(model_path: str, out_path: str) -> None:
-    from pyspark.sql import SparkSession
-
     from conftest import jvm_documents
+    from pyspark.sql import SparkSession
 
     from skol_spark import BiLSTMClassificationModel
 

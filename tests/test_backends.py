@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import pytest
 
-from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network
-from skol_spark.trained_network import weights_to_bytes
-from skol_spark.projection import make_forward
-from skol_spark.windows import predict_block
+from skol_spark.core.windows import predict_block
+from skol_spark.nn.network import WeightedSparseCategoricalCrossentropy, build_network
+from skol_spark.nn.projection import make_forward
+from skol_spark.nn.trained_network import weights_to_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 NETWORK = dict(window_size=7, num_features=5, num_classes=3, hidden_size=4, num_layers=2, dropout=0.2, seed=11)
@@ -28,8 +28,8 @@ import json, sys
 import numpy as np
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
-from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network, model_from_json
-from skol_spark.trained_network import weights_from_bytes
+from skol_spark.nn.network import WeightedSparseCategoricalCrossentropy, build_network, model_from_json
+from skol_spark.nn.trained_network import weights_from_bytes
 
 inputs = np.load(sys.argv[1])
 weights = weights_from_bytes(open(sys.argv[2], "rb").read())
@@ -43,8 +43,8 @@ probs_rebuilt = keras.ops.convert_to_numpy(rebuilt([x, mask], training=False))
 loss = WeightedSparseCategoricalCrossentropy(json.loads(sys.argv[5]))
 value = float(loss(inputs["y"], probs, sample_weight=mask.astype("float32")))
 # The executor's path off TensorFlow: numpy windows through the plain forward pass.
-from skol_spark.projection import make_forward
-from skol_spark.windows import predict_block
+from skol_spark.nn.projection import make_forward
+from skol_spark.core.windows import predict_block
 labelled = predict_block(make_forward(built), inputs["rows"], inputs["lengths"], 7, 5, 4, 3)
 np.savez(sys.argv[6], probs=probs, probs_rebuilt=probs_rebuilt, loss=value, labelled=labelled)
 """

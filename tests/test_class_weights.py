@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from skol_spark.class_weights import compute_class_weights, resolve_class_weights
+from skol_spark.core.class_weights import compute_class_weights, resolve_class_weights
 
 COUNTS = [80, 15, 5]  # N = 100, K = 3
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from conftest import _free_port
 
-from skol_spark.cli import main
+from skol_spark.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--epochs", "1", "--window-size", "8", "--hidden-size", "4", "--num-layers", "1",
-             "--dropout", "0", "--batch-size", "8", "--seed", "3"]
+             "--dropout", "0", "--batch-size", "8", "--seed", "3", "--ensemble-size", "1"]
 
 BLOCKS = {
     "Nomenclature": "Agaricus minor{i} sp. nov. Mycotaxon {i}: 12 (1990).",
@@ -51,7 +51,7 @@ def _write_yedda(root: Path, docs: int = 4) -> Path:
 
 @pytest.fixture(scope="module")
 def features_parquet(spark, tmp_path_factory):
-    from skol_spark.datasets import make_synthetic_documents
+    from skol_spark.skol.datasets import make_synthetic_documents
 
     path = tmp_path_factory.mktemp("cli-data") / "docs.parquet"
     make_synthetic_documents(spark, num_docs=8, mean_length=20, num_features=4, seed=5).write.parquet(str(path))
@@ -90,7 +90,11 @@ def test_yedda_trains_text_pipeline_and_predicts_unlabelled_csv(spark, tmp_path,
     model, out = tmp_path / "pipeline", tmp_path / "pred"
     assert main(["train", "--input", str(yedda), "--model", str(model), "--num-features", "64", *TINY_ARGS]) == 0
     assert "trained PipelineModel" in capsys.readouterr().out
-    assert isinstance(PipelineModel.load(str(model)), PipelineModel)
+    pipeline = PipelineModel.load(str(model))
+    kinds = [type(stage).__name__ for stage in pipeline.stages]
+    assert kinds[0] == "RegexTokenizer" and "StringIndexerModel" in kinds, kinds
+    assert kinds[-1] == "BiLSTMClassificationModel" and pipeline.stages[-1].getNumFeatures() > 64
+    assert pipeline.stages[-1].labels_ == ["Description", "Misc-exposition", "Nomenclature"]  # alphabetical
 
     csv = tmp_path / "new.csv"
     csv.write_text('doc,pos,body\nd1,0,"Pileus 3 mm broad, ""convex"",\nbrown."\nd1,1,Agaricus sp. nov.\n')
@@ -186,9 +190,9 @@ def test_process_exits_non_zero_with_one_line_and_no_traceback(in_tmp, args, cod
 def test_without_pyspark_the_spark_free_modules_import_and_the_cli_says_what_to_install(tmp_path):
     script = (
         "import sys; sys.modules['pyspark'] = None\n"  # as if pyspark were not installed
-        "import skol_spark, skol_spark.yedda, skol_spark.windows, skol_spark.predict\n"
+        "import skol_spark, skol_spark.skol.yedda, skol_spark.core.windows, skol_spark.transform.predict\n"
         "try:\n    skol_spark.BiLSTMClassifier\nexcept ImportError as e:\n    print(e)\n"
-        "from skol_spark.cli import main\nsys.exit(main(['train', '--help']))\n"
+        "from skol_spark.cli.main import main\nsys.exit(main(['train', '--help']))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(), cwd=tmp_path)
     assert "pip install 'skol_spark[spark]'" in done.stdout and "BiLSTMClassifier" in done.stdout
@@ -231,28 +235,32 @@ def test_spark_submit_runs_the_job_file_with_its_master(spark, features_parquet,
     assert sum(c["support"] for c in report["per_class"].values()) == n_in
 
 
-def test_train_options_default_to_the_chosen_settings_and_parse_booleans(spark):
-    from skol_spark.cli import _HYPERPARAMETERS, _columns, build_parser
-    from skol_spark.jobs import make_estimator
-    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, DEFAULT_NUM_FEATURES
+def test_train_options_keep_the_estimators_defaults_and_parse_booleans(spark):
+    from skol_spark import BiLSTMClassifier
+    from skol_spark.cli.jobs import make_estimator
+    from skol_spark.cli.main import _HYPERPARAMETERS, _columns, build_parser
+    from skol_spark.skol.text_pipeline import DEFAULT_NUM_FEATURES
 
     base = ["train", "--input", "x.parquet", "--model", "m"]
     args = build_parser().parse_args(base)
     assert args.num_features == DEFAULT_NUM_FEATURES
-    # No option given, none passed on: the estimator gets the chosen settings.
+    # No option given, none passed on: the estimator keeps its own defaults.
     assert all(getattr(args, param) is None for _, param, _ in _HYPERPARAMETERS)
+    plain = BiLSTMClassifier()
     text = spark.createDataFrame([("d", 0, "Pileus brown.", "Description")], ["doc_id", "line_number", "text", "label"])
     numeric = spark.createDataFrame([("d", 0, [0.5, 1.0], 0)], ["doc_id", "line_number", "features", "label"])
     for df in (text, numeric):
         estimator = make_estimator(df, _columns(args), {})
         bilstm = estimator.getStages()[-1] if hasattr(estimator, "getStages") else estimator
-        for param, value in DEFAULT_CLASSIFIER.items():
-            assert bilstm.getOrDefault(param) == value, param
-    # --embedding-size 0 alone means one network, as skol_pipeline(embeddingSize=0) does.
+        for _, param, _ in _HYPERPARAMETERS:
+            assert not bilstm.isSet(param), param
+            if plain.hasDefault(param):
+                assert bilstm.getOrDefault(param) == plain.getOrDefault(param), param
+    # --embedding-size 0 alone means one network, by the estimator's own rule.
     given = build_parser().parse_args([*base, "--embedding-size", "0"])
     assert (given.embeddingSize, given.ensembleSize) == (0, None)
     single = make_estimator(numeric, _columns(given), {"embeddingSize": 0})
-    assert (single.getEmbeddingSize(), single.getEnsembleSize()) == (0, 1)
+    assert (single.getEmbeddingSize(), single.effectiveEnsembleSize()) == (0, 1)
     assert build_parser().parse_args([*base, "--tune-thresholds", "no"]).tuneThresholds is False
     assert build_parser().parse_args([*base, "--tune-thresholds", "True"]).tuneThresholds is True
     with pytest.raises(SystemExit):
@@ -260,7 +268,7 @@ def test_train_options_default_to_the_chosen_settings_and_parse_booleans(spark):
 
 
 def test_journals_seed_and_epochs_override_the_defaults_only_when_given():
-    from skol_spark.cli import build_parser, journal_overrides
+    from skol_spark.cli.main import build_parser, journal_overrides
 
     assert journal_overrides(build_parser().parse_args(["journals"])) == {}
     args = build_parser().parse_args(["journals", "--seed", "0", "--epochs", "3"])

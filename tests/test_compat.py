@@ -1,10 +1,10 @@
-"""The version shims of skol_spark.compat, both branches on whatever stack runs them."""
+"""The version shims of skol_spark.compat.shims, both branches on whatever stack runs them."""
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from skol_spark import compat
+from skol_spark.compat import shims as compat
 
 
 def _table():

@@ -25,7 +25,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
-from skol_spark.connect import check_connect_support, is_remote
+from skol_spark.compat.connect import check_connect_support, is_remote
 from skol_spark.errors import SparkConnectUnsupportedError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The linear-chain CRF output layer (skol_spark.crf): its algorithms against brute force,
+"""The linear-chain CRF output layer (skol_spark.nn.crf): its algorithms against brute force,
 its masking, its serialization, and BiLSTMClassifier(outputLayer="crf") end to end."""
 
 import importlib.util
@@ -15,7 +15,7 @@ from conftest import assert_same_predictions, predictions
 from pyspark.ml import Pipeline, PipelineModel
 
 from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
-from skol_spark.crf import (
+from skol_spark.nn.crf import (
     CRF,
     CRFTrainer,
     crf_conditional_log_probs,
@@ -25,8 +25,8 @@ from skol_spark.crf import (
     emission_model,
     viterbi_decode,
 )
-from skol_spark.network import build_network, model_from_json
-from skol_spark.trained_network import weights_to_bytes
+from skol_spark.nn.network import build_network, model_from_json
+from skol_spark.nn.trained_network import weights_to_bytes
 
 K = 3
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,7 +177,7 @@ def crf_fitted(train_df, tiny_params):
 
 
 def _macro_f1(model, df):
-    from skol_spark.thresholds import macro_f1
+    from skol_spark.core.thresholds import macro_f1
 
     rows = model.transform(df).select("label", "prediction").collect()
     return macro_f1(np.array([int(r.label) for r in rows]), np.array([int(r.prediction) for r in rows]), 3)[0]
@@ -245,9 +245,9 @@ import json, sys
 import numpy as np
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
-from skol_spark.crf import CRFTrainer, crf_weighted_nll, emission_model
-from skol_spark.network import model_from_json
-from skol_spark.trained_network import weights_from_bytes
+from skol_spark.nn.crf import CRFTrainer, crf_weighted_nll, emission_model
+from skol_spark.nn.network import model_from_json
+from skol_spark.nn.trained_network import weights_from_bytes
 
 inputs = np.load(sys.argv[1])
 net = model_from_json(open(sys.argv[2]).read())

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from skol_spark.crf_baseline import (
+from skol_spark.skol.crf_baseline import (
     CRFSettings,
     collect_sequences,
     crf_confusion,

@@ -1,4 +1,4 @@
-"""numWorkers > 1: data-parallel training on the executors (skol_spark.distributed).
+"""numWorkers > 1: data-parallel training on the executors (skol_spark.fit.distributed.stage).
 
 Real local Spark (``local[2]``: two barrier tasks) and real JAX processes, one
 per task, training together through jax.distributed; tiny networks. Each
@@ -59,7 +59,7 @@ def parallel(train_df, tiny_params):
 
 
 def _macro_f1(model, df) -> float:
-    from skol_spark.thresholds import macro_f1
+    from skol_spark.core.thresholds import macro_f1
 
     rows = model.transform(df).select("label", "prediction").collect()
     truth = np.array([int(r.label) for r in rows])
@@ -77,7 +77,7 @@ def test_ranks_hold_identical_weights_after_every_step(parallel):
 
 
 def test_diverged_ranks_are_an_error():
-    from skol_spark.distributed import _check_ranks_agree
+    from skol_spark.fit.distributed.stage import _check_ranks_agree
 
     _check_ranks_agree(np.array([[5, 6, 7], [5, 6, 7]]))
     with pytest.raises(DistributedTrainingError, match=r"differ after step 3 .*not synchronised"):
@@ -122,7 +122,7 @@ def test_weights_move_from_jax_to_tensorflow_through_set_weights(parallel, test_
     model's network (rebuilt from JSON on TensorFlow) labels whole documents as transform does."""
     import keras
 
-    from skol_spark.windows import predict_block
+    from skol_spark.core.windows import predict_block
 
     model, _ = parallel
     network = model.getKerasModel()
@@ -141,9 +141,9 @@ def test_weights_move_from_jax_to_tensorflow_through_set_weights(parallel, test_
 def test_a_rebuild_that_predicts_differently_is_refused():
     import io
 
-    from skol_spark.distributed import _check_rebuild
-    from skol_spark.network import build_network
-    from skol_spark.trained_network import TrainedNetwork
+    from skol_spark.fit.distributed.stage import _check_rebuild
+    from skol_spark.nn.network import build_network
+    from skol_spark.nn.trained_network import TrainedNetwork
 
     network = build_network(4, 3, 2, hidden_size=2, num_layers=1, dropout=0.0, seed=1)
     x, mask = np.ones((1, 4, 3), np.float32), np.ones((1, 4), bool)
@@ -155,8 +155,8 @@ def test_a_rebuild_that_predicts_differently_is_refused():
 
 def test_a_rank_that_lost_its_peer_says_so_and_a_rank_with_its_own_error_does_not():
     """The rank whose collective failed because another rank went away defers to that rank's error."""
-    from skol_spark.distributed_worker import PeerLostError, _lost_a_peer
     from skol_spark.errors import InvalidRowError
+    from skol_spark.fit.distributed.worker import PeerLostError, _lost_a_peer
 
     try:
         try:
@@ -173,7 +173,7 @@ def test_a_rank_that_lost_its_peer_says_so_and_a_rank_with_its_own_error_does_no
 def _worker_processes() -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
-        if "skol_spark.distributed_worker" in " ".join(p.info["cmdline"] or []):
+        if "skol_spark.fit.distributed.worker" in " ".join(p.info["cmdline"] or []):
             found.append(p)
     return found
 

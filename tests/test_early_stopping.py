@@ -7,8 +7,11 @@ from skol_spark import BiLSTMClassifier
 
 
 def test_early_stopping_needs_a_validation_split(train_df, tiny_params):
+    from skol_spark.stages.params import HELD_OUT_FRACTION
+
+    assert BiLSTMClassifier(earlyStoppingPatience=2).effectiveValidationFraction() == HELD_OUT_FRACTION
     with pytest.raises(ValueError, match="Expected validationFraction > 0 with earlyStoppingPatience > 0"):
-        BiLSTMClassifier(earlyStoppingPatience=2, **tiny_params).fit(train_df)
+        BiLSTMClassifier(earlyStoppingPatience=2, validationFraction=0.0, **tiny_params).fit(train_df)
     with pytest.raises(ValueError, match="Expected earlyStoppingPatience to be an integer >= 0"):
         BiLSTMClassifier(earlyStoppingPatience=-1)
 

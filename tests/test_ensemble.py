@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from skol_spark.network import (
+from skol_spark.core.windows import predict_block
+from skol_spark.nn.network import (
     FeatureSlice,
     build_network,
     ensemble_members,
@@ -12,8 +13,7 @@ from skol_spark.network import (
     model_from_json,
     set_ensemble_weights,
 )
-from skol_spark.projection import make_forward, split_network
-from skol_spark.windows import predict_block
+from skol_spark.nn.projection import make_forward, split_network
 
 W, D, K, E, M = 6, 40, 3, 5, 3
 
@@ -113,7 +113,7 @@ def ensemble_fit(spark, train_df, tiny_params):
 
     params = {**tiny_params, "embeddingSize": 4, "epochs": 2}
     single = BiLSTMClassifier(validationFraction=0.2, **params).fit(train_df)
-    ensemble = BiLSTMClassifier(validationFraction=0.2, ensembleSize=M, **params).fit(train_df)
+    ensemble = BiLSTMClassifier(validationFraction=0.2, **{**params, "ensembleSize": M}).fit(train_df)
     return single, ensemble
 
 
@@ -175,3 +175,16 @@ def test_ensemble_size_must_be_positive():
 
     with pytest.raises(ValueError, match="ensembleSize"):
         BiLSTMClassifier(ensembleSize=0)
+
+
+@pytest.mark.parametrize(
+    "params", [dict(outputLayer="crf"), dict(embeddingSize=0), dict(numWorkers=2)], ids=["crf", "no-projection", "workers"]
+)
+def test_the_default_ensemble_is_one_network_where_an_ensemble_cannot_be(params):
+    from skol_spark import BiLSTMClassifier
+
+    default = BiLSTMClassifier()
+    assert not default.isSet(default.ensembleSize) and default.effectiveEnsembleSize() == default.getEnsembleSize() > 1
+    estimator = BiLSTMClassifier(**params)
+    assert estimator.getEnsembleSize() > 1 and estimator.effectiveEnsembleSize() == 1
+    estimator._validate_params(fitting=True)  # what fit checks first: nothing left to refuse

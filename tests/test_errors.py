@@ -6,9 +6,9 @@ from pyspark.sql import functions as F
 
 from skol_spark import BiLSTMClassifier
 from skol_spark.errors import InvalidRowError, ModelRebuildError
-from skol_spark.training import TrainingData, verify_rebuild
+from skol_spark.fit.training import TrainingData, verify_rebuild
 
-FAST = dict(windowSize=8, hiddenSize=4, numLayers=1, epochs=1)
+FAST = dict(windowSize=8, hiddenSize=4, numLayers=1, epochs=1, ensembleSize=1)
 
 
 def _rows(spark, rows, label_meta=True):

@@ -7,7 +7,7 @@ from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import functions as F
 
 from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
-from skol_spark.datasets import SYNTHETIC_LABELS
+from skol_spark.skol.datasets import SYNTHETIC_LABELS
 
 
 def _by_key(rows, key=("doc_id", "line_number")):
@@ -33,7 +33,7 @@ def test_transform_keeps_every_row_and_column_and_adds_outputs(fitted, test_df):
 
 
 def test_evaluator_works_unchanged_and_model_learns(fitted, test_df):
-    from skol_spark.evaluation import classification_report
+    from skol_spark.stages.evaluation import classification_report
 
     out = fitted.transform(test_df).cache()
     accuracy = MulticlassClassificationEvaluator(metricName="accuracy").evaluate(out)
@@ -73,18 +73,46 @@ def test_weight_strategy_uses_spark_counts(spark, train_df, tiny_params):
     assert explicit.getClassWeightsUsed() == [1.0, 5.0, 1.0]
 
 
-def test_same_seed_gives_same_predictions(train_df, test_df, tiny_params):
+def _global_draws():
+    """One draw from each process-wide generator fit could move: Python, NumPy, TensorFlow, Keras."""
+    import random
+
+    import keras
+    import tensorflow as tf
+
+    return (random.random(), float(np.random.random()), float(tf.random.uniform(())),
+            float(keras.random.uniform(())))
+
+
+def _seed_globals(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)  # Python, NumPy, TensorFlow and Keras' global generator
+
+
+def test_same_seed_gives_same_predictions_and_fit_leaves_the_global_generators_alone(
+    train_df, test_df, tiny_params
+):
     params = dict(tiny_params, epochs=2, dropout=0.2)
+    _seed_globals(11)
+    expected = _global_draws()
+    _seed_globals(11)
     a = BiLSTMClassifier(**params).fit(train_df)
+    assert _global_draws() == expected  # neither reseeded nor drawn from by fit
+    _seed_globals(12)  # other global seeds: the same model all the same
     b = BiLSTMClassifier(**params).fit(train_df)
-    pa_ = _by_key(a.transform(test_df).collect())
-    pb = _by_key(b.transform(test_df).collect())
+    other = BiLSTMClassifier(**{**params, "seed": params["seed"] + 1}).fit(train_df)
+    pa_, pb, po = (_by_key(m.transform(test_df).collect()) for m in (a, b, other))
+    assert pa_.keys() == pb.keys() == po.keys() and len(pa_) == test_df.count()
     for key, row in pa_.items():
         np.testing.assert_allclose(row.probability.toArray(), pb[key].probability.toArray(), atol=1e-5)
+    differs = [not np.allclose(row.probability.toArray(), po[key].probability.toArray(), atol=1e-3)
+               for key, row in pa_.items()]
+    assert sum(differs) > len(differs) // 2  # the seed Param decides the network
 
 
 def test_labels_param_and_integer_doc_ids_and_array_features(spark, tiny_params):
-    from skol_spark.datasets import make_synthetic_documents
+    from skol_spark.skol.datasets import make_synthetic_documents
 
     df = make_synthetic_documents(spark, num_docs=10, mean_length=30, num_features=8, seed=9, as_vectors=False)
     df = df.select(
@@ -104,7 +132,7 @@ def test_labels_param_and_integer_doc_ids_and_array_features(spark, tiny_params)
 
 
 def test_one_line_documents_long_documents_and_overlapping_stride(spark, fitted):
-    from skol_spark.datasets import make_synthetic_documents
+    from skol_spark.skol.datasets import make_synthetic_documents
 
     long_doc = make_synthetic_documents(spark, num_docs=1, mean_length=500, num_features=8, seed=11)
     one_line = long_doc.filter("line_number = 0").withColumn("doc_id", F.lit("single"))
@@ -132,7 +160,7 @@ def test_model_is_built_once_per_python_worker(spark, fitted, test_df):
 
         import pandas as pd
 
-        from skol_spark import predict
+        from skol_spark.transform import predict
 
         for _ in frames:
             pass
@@ -147,7 +175,7 @@ def test_model_is_built_once_per_python_worker(spark, fitted, test_df):
 @pytest.mark.connect
 def test_pandas_udf_path_gives_the_same_output(monkeypatch, fitted, test_df):
     """Spark < 4.1 has no arrow_udf; its pandas path must agree with the Arrow one."""
-    from skol_spark import estimator
+    from skol_spark.stages import model as estimator
 
     arrow_rows = _by_key(fitted.transform(test_df).collect())
     monkeypatch.setattr(estimator, "USE_ARROW_UDF", False)

@@ -2,6 +2,7 @@
 mid-load, and truncated or corrupted saved models. Real Spark, real redis-server;
 the network faults come from a TCP relay that cuts real connections."""
 
+import contextlib
 import glob
 import json
 import os
@@ -18,7 +19,7 @@ from conftest import assert_same_predictions, jvm_documents, predictions, small_
 
 from skol_spark import BiLSTMClassificationModel
 from skol_spark.errors import CorruptModelError, ModelLoadError, StoreUnavailableError
-from skol_spark.stores import CONNECTION_RETRIES
+from skol_spark.stores.redis_store import CONNECTION_RETRIES
 
 TESTS = Path(__file__).resolve().parent
 
@@ -92,10 +93,8 @@ class CuttingRelay:
         except OSError:
             pass
         for s in pair:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def close(self):

@@ -60,7 +60,7 @@ def build_rows(seed, doc_lengths, defects):
         bad_ids.add(len(rows) - 1)
     # A defective row can make a valid-looking one a duplicate (same doc, same position).
     keyed = {}
-    for i, (doc, pos, vec) in enumerate(rows):
+    for i, (doc, pos, _) in enumerate(rows):
         if doc is not None and pos is not None and not math.isnan(pos):
             keyed.setdefault((doc, pos), []).append(i)
     for ids in keyed.values():
@@ -109,7 +109,7 @@ def test_keep_and_skip_account_for_every_row(spark, fitted):
 
 @pytest.mark.parametrize("kind", list(DEFECTS) + ["duplicate position"])
 def test_error_names_the_row(spark, fitted, kind):
-    from skol_spark.udf import USE_ARROW_UDF
+    from skol_spark.transform.udf import USE_ARROW_UDF
 
     rows, bad = build_rows(1, [20], [(kind, 0, 7)])
     defect = DEFECTS[kind][1] if kind in DEFECTS else "duplicate position"
@@ -189,7 +189,7 @@ def test_property_every_row_accounted_for(spark, fitted, seed, doc_lengths, defe
 
 
 def test_duplicate_rows_only_within_a_document_and_every_such_row():
-    from skol_spark.invalid import duplicate_rows
+    from skol_spark.core.invalid import duplicate_rows
 
     ids = pa.array(["a", "a", "b", "b", "b"])
     assert not duplicate_rows(ids, pa.array([0, 1, 1, 2, 3])).any()  # 'a'@1 and 'b'@1 differ

@@ -4,7 +4,7 @@ import pytest
 from conftest import SHARED_DATA, assert_same_predictions, predictions
 from pyspark.ml import PipelineModel
 
-from skol_spark.datasets import read_yedda, with_three_classes
+from skol_spark.skol.datasets import read_yedda, with_three_classes
 
 JOURNALS = SHARED_DATA / "journals"
 needs_data = pytest.mark.skipif(
@@ -45,7 +45,7 @@ def test_read_yedda_refuses_missing_inputs(spark, tmp_path):
 
 @needs_data
 def test_small_journal_comparison_runs(spark):
-    from skol_spark.journals import compare_on_journals
+    from skol_spark.skol.journals import compare_on_journals
 
     result = compare_on_journals(
         spark, JOURNALS, ["Mycotaxon/Vol117"], ["Mycotaxon/Vol118"], numFeatures=256, max_docs=6,
@@ -63,7 +63,7 @@ def test_small_journal_comparison_runs(spark):
 
 
 def test_journal_models_are_checked(spark):
-    from skol_spark.journals import compare_on_journals
+    from skol_spark.skol.journals import compare_on_journals
 
     with pytest.raises(ValueError, match="Expected models to be a non-empty subset of bilstm, crf, logistic"):
         compare_on_journals(spark, JOURNALS, models=["crf", "svm"])
@@ -76,8 +76,8 @@ def test_journal_models_are_checked(spark):
 def test_journal_transfer_baselines_from_the_command_line(spark, tmp_path, capsys):
     import json
 
-    from skol_spark.cli import main
-    from skol_spark.journals import TRANSFER_SPLITS
+    from skol_spark.cli.main import main
+    from skol_spark.skol.journals import TRANSFER_SPLITS
 
     path = tmp_path / "transfer.json"
     code = main(["journals", "--transfer", "--baselines-only", "--max-docs", "3", "--num-features", "128",
@@ -96,7 +96,7 @@ def test_journal_transfer_baselines_from_the_command_line(spark, tmp_path, capsy
 
 @needs_data
 def test_skol_pipeline_from_text_fits_saves_and_loads(spark, tmp_path):
-    from skol_spark.text_pipeline import LAYOUT_COLUMNS, skol_pipeline
+    from skol_spark.skol.text_pipeline import LAYOUT_COLUMNS, skol_pipeline
 
     df, _ = read_yedda(spark, JOURNALS, ["Mycotaxon/Vol117"])
     df = with_three_classes(df).filter("doc_id < 'Mycotaxon/Vol117/s13'")

@@ -50,7 +50,7 @@ def test_fit_logs_params_epoch_metrics_best_epoch_and_class_weights(tracking, lo
     assert set(data.params) == {p.name for p in estimator.extractParamMap()}
     assert not {"modelJson", "modelWeights", "trainingHistory"} & set(data.params)
     assert data.params["windowSize"] == str(tiny_params["windowSize"])
-    assert data.params["validationFraction"] == "0.25" and data.params["weightStrategy"] == "inverse"
+    assert data.params["validationFraction"] == "0.25" and data.params["weightStrategy"] == "balanced"
     history = model.history
     for name in ("loss", "val_loss", "val_macro_f1", "val_accuracy"):
         logged_metric = client.get_metric_history(run_id, name)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import skol_spark
-from skol_spark.network import (
+from skol_spark.nn.network import (
     WeightedSparseCategoricalCrossentropy,
     build_network,
     model_from_json,
 )
-from skol_spark.trained_network import weights_from_bytes, weights_to_bytes
+from skol_spark.nn.trained_network import weights_from_bytes, weights_to_bytes
 
 D, K = 6, 3
 

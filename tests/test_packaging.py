@@ -45,7 +45,7 @@ def test_wheel_installs_without_touching_pyspark(tmp_path):
     assert 'pyspark>=3.5; extra == "spark"' in requires
     assert 'tensorflow>=2.16; extra == "tensorflow"' in requires
     assert not [r for r in requires if r.startswith(("pyspark", "tensorflow")) and "extra ==" not in r]
-    assert "skol-spark = skol_spark.cli:main" in entry_points
+    assert "skol-spark = skol_spark.cli.main:main" in entry_points
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -60,7 +60,7 @@ def test_wheel_installs_without_touching_pyspark(tmp_path):
     planned = [item["metadata"]["name"].replace("-", "_") for item in json.loads(report.read_text())["install"]]
     assert planned == ["skol_spark"]  # every dependency, pyspark included, is left as it is
     _pip("--python", str(python), "install", "--no-index", str(wheel), cwd=tmp_path)
-    probe = ("import pyspark, skol_spark, skol_spark.cli; "
+    probe = ("import pyspark, skol_spark, skol_spark.cli.main; "
              "print(pyspark.__version__, skol_spark.__file__)")
     done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})

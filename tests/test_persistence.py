@@ -10,7 +10,7 @@ from conftest import assert_same_predictions, predictions
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
-from pyspark.ml.feature import HashingTF, IDF, RegexTokenizer, StringIndexer
+from pyspark.ml.feature import IDF, HashingTF, RegexTokenizer, StringIndexer
 from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationSplit
 from pyspark.sql import functions as F
 
@@ -55,8 +55,8 @@ def test_metadata_is_spark_ml_json_without_weights_and_records_checksum(fitted, 
 
 
 def test_large_body_is_chunked_and_never_inlined(spark, tmp_path, monkeypatch):
-    from skol_spark import persistence
-    from skol_spark.network import build_network
+    from skol_spark.nn.network import build_network
+    from skol_spark.stores import directory as persistence
 
     network = build_network(8, 8, 3, hidden_size=512, num_layers=2)
     model = BiLSTMClassificationModel.fromKeras(network, labels=["a", "b", "c"])
@@ -178,16 +178,25 @@ def test_cross_validator_and_train_validation_split(spark, train_df, tiny_params
     cv = CrossValidator(estimator=estimator, estimatorParamMaps=grid, evaluator=evaluator, numFolds=2, seed=1)
     cv_model = cv.fit(small)
     best = cv_model.bestModel
-    assert isinstance(best, BiLSTMClassificationModel)
-    assert len(cv_model.avgMetrics) == 2
-    assert best.getHiddenSize() == [4, 8][int(np.argmax(cv_model.avgMetrics))]
+    assert type(best) is BiLSTMClassificationModel
+    # Each candidate was really trained and scored: distinct, finite metrics, and the best
+    # model is the one refit with the winning grid point on all the rows.
+    assert len(cv_model.avgMetrics) == 2 and len(set(cv_model.avgMetrics)) == 2
+    assert all(0 < m <= 1 for m in cv_model.avgMetrics)
+    winner = grid[int(np.argmax(cv_model.avgMetrics))][estimator.hiddenSize]
+    assert best.getHiddenSize() == winner
+    assert best.getKerasModel().get_layer("sequence").get_layer("bilstm_0").forward_layer.units == winner
+    refit = estimator.copy({estimator.hiddenSize: winner}).fit(small)
+    assert_same_predictions(predictions(best, small), predictions(refit, small))
     assert estimator.getHiddenSize() == 8  # the grid did not leak into the estimator
     path = str(tmp_path / "best")
     best.write().overwrite().save(path)
     assert_same_predictions(predictions(BiLSTMClassificationModel.load(path), small), predictions(best, small))
     one = ParamGridBuilder().addGrid(estimator.windowSize, [10]).build()
     tvs = TrainValidationSplit(estimator=estimator, estimatorParamMaps=one, evaluator=evaluator, trainRatio=0.7, seed=1)
-    assert isinstance(tvs.fit(small).bestModel, BiLSTMClassificationModel)
+    tvs_model = tvs.fit(small)
+    assert type(tvs_model.bestModel) is BiLSTMClassificationModel and tvs_model.bestModel.getWindowSize() == 10
+    assert len(tvs_model.validationMetrics) == 1 and 0 < tvs_model.validationMetrics[0] <= 1
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])

@@ -4,11 +4,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from skol_spark import predict
+from skol_spark.core.windows import predict_block
 from skol_spark.errors import InvalidRowError
-from skol_spark.network import build_network
-from skol_spark.trained_network import TrainedNetwork
-from skol_spark.windows import predict_block
+from skol_spark.nn.network import build_network
+from skol_spark.nn.trained_network import TrainedNetwork
+from skol_spark.transform import predict
 
 D, K, W = 4, 3, 5
 

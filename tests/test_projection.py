@@ -7,20 +7,20 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from skol_spark import predict
+from skol_spark.core.windows import predict_block, window_index, window_rows
 from skol_spark.errors import InvalidRowError
-from skol_spark.network import build_network
-from skol_spark.trained_network import TrainedNetwork
-from skol_spark.projection import split_network
-from skol_spark.sparse_training import batch_inputs, sparse_training_model
-from skol_spark.training import (
+from skol_spark.fit.sparse_training import batch_inputs, sparse_training_model
+from skol_spark.fit.training import (
     TrainingConfig,
     _SparseWindowBatches,
     _WindowBatches,
     train_network,
 )
-from skol_spark.training_data import FeatureRows, TrainingData
-from skol_spark.windows import predict_block, window_index, window_rows
+from skol_spark.fit.training_data import FeatureRows, TrainingData
+from skol_spark.nn.network import build_network
+from skol_spark.nn.projection import split_network
+from skol_spark.nn.trained_network import TrainedNetwork
+from skol_spark.transform import predict
 
 W, D, K, E = 6, 40, 3, 5
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -84,12 +84,12 @@ def _whole_documents(net, dense, doc_lengths):
     for n in doc_lengths:
         starts = sorted(set(list(range(0, max(1, n - W + 1), W)) + [max(0, n - W)]))
         for s in starts:
-            l = min(W, n - s)
+            real = min(W, n - s)
             x = np.zeros((1, W, dense.shape[1]), np.float32)
-            x[0, :l] = dense[lo + s : lo + s + l]
-            mask = np.arange(W)[None] < l
-            sums[lo + s : lo + s + l] += keras.ops.convert_to_numpy(net([x, mask], training=False))[0, :l]
-            counts[lo + s : lo + s + l] += 1
+            x[0, :real] = dense[lo + s : lo + s + real]
+            mask = np.arange(W)[None] < real
+            sums[lo + s : lo + s + real] += keras.ops.convert_to_numpy(net([x, mask], training=False))[0, :real]
+            counts[lo + s : lo + s + real] += 1
         lo += n
     return sums / counts[:, None]
 
@@ -220,7 +220,7 @@ def test_sparse_training_model_computes_the_network_and_its_kernel_gradient_name
 def test_lazy_adam_updates_only_the_rows_a_sparse_gradient_names():
     import tensorflow as tf
 
-    from skol_spark.sparse_training import LazyAdam
+    from skol_spark.fit.sparse_training import LazyAdam
 
     start = np.arange(12, dtype=np.float32).reshape(4, 3)
     lazy, dense = keras.Variable(start), keras.Variable(start)
@@ -278,7 +278,8 @@ def test_sparse_fit_transform_and_round_trips(spark, tmp_path, redis_url):
     ]
     df = spark.createDataFrame(rows, ["doc_id", "line_number", "label", "features"])
     model = BiLSTMClassifier(
-        windowSize=W, hiddenSize=4, numLayers=1, embeddingSize=E, epochs=1, dropout=0.0, labels=["a", "b", "c"]
+        windowSize=W, hiddenSize=4, numLayers=1, embeddingSize=E, ensembleSize=1, epochs=1, dropout=0.0,
+        labels=["a", "b", "c"],
     ).fit(df)
     net = model.getKerasModel()
     assert split_network(net)[0].units == E and model.getEmbeddingSize() == E

@@ -61,7 +61,7 @@ def test_ttl_and_overwrite_guard(fitted, client):
     with pytest.raises(ModelExistsError, match="already exists under key 'skol:ttl'.*overwrite=True"):
         fitted.saveToRedis(client, "skol:ttl", overwrite=False)
     assert BiLSTMClassificationModel.loadFromRedis(client, "skol:ttl").uid == fitted.uid
-    assert [k for k in client.keys() if b"writing" in k] == []  # no staging key left behind
+    assert [k for k in client.scan_iter() if b"writing" in k] == []  # no staging key left behind
     fitted.saveToRedis(client, "skol:fresh", overwrite=False)
     assert client.exists("skol:fresh")
     with pytest.raises(ValueError, match="ttl"):
@@ -169,7 +169,7 @@ def test_tls_server_round_trip(fitted, redis_tls_url):
 
 
 def test_tls_urls_build_tls_connections():
-    from skol_spark.stores import redis_client
+    from skol_spark.stores.redis_store import redis_client
 
     client, where = redis_client("rediss://:pw@127.0.0.1:6390/2?ssl_cert_reqs=none")
     assert client.connection_pool.connection_class is redis.SSLConnection

@@ -98,7 +98,7 @@ def test_keras_file(kind, suffix, rows, expected):
 def test_keras_file_loads_compiled_in_plain_keras(kind):
     import keras
 
-    import skol_spark.network  # noqa: F401 - registers the loss and layers saved models name
+    import skol_spark.nn.network  # noqa: F401 - registers the loss and layers saved models name
 
     network = keras.models.load_model(str(SAVED / kind / "network.keras"))
     assert network.loss.get_config()["class_weights"] and network.output.shape[-1] == len(LABELS)

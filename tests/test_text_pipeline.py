@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
 
-from skol_spark.text_pipeline import (
+from skol_spark.skol.text_pipeline import (
     CUE_COLUMNS,
     DEFAULT_NUM_SHAPE_FEATURES,
     LAYOUT_COLUMNS,
@@ -98,47 +98,18 @@ def test_fitted_features_save_and_load(paragraphs, tmp_path, options):
     assert all(np.allclose(a, b) for a, b in zip(before, after))
 
 
-def test_skol_pipeline_uses_the_chosen_settings_unless_told_otherwise(spark):
-    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, DEFAULT_NUM_FEATURES, skol_pipeline
+def test_skol_pipeline_passes_classifier_params_through_and_keeps_the_estimators_defaults(spark):
+    from skol_spark import BiLSTMClassifier
+    from skol_spark.skol.text_pipeline import DEFAULT_NUM_FEATURES, skol_pipeline
 
     stages = skol_pipeline().getStages()
     assert [s.getNumFeatures() for s in stages if s.hasParam("numFeatures")][0] == DEFAULT_NUM_FEATURES
-    bilstm = stages[-1]
-    for param, value in DEFAULT_CLASSIFIER.items():
-        assert bilstm.getOrDefault(param) == value, param
-    assert skol_pipeline(epochs=2).getStages()[-1].getEpochs() == 2
-
-
-@pytest.mark.parametrize(
-    "overrides", [dict(outputLayer="crf"), dict(embeddingSize=0), dict(numWorkers=2)], ids=["crf", "no-projection", "workers"]
-)
-def test_an_ensemble_falls_back_to_one_network_where_it_cannot_be(spark, overrides):
-    from skol_spark.estimator import BiLSTMClassifier
-    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, classifier_settings, skol_pipeline
-
-    assert DEFAULT_CLASSIFIER["ensembleSize"] > 1
-    settings = classifier_settings(**overrides)
-    assert settings == {**DEFAULT_CLASSIFIER, **overrides, "ensembleSize": 1}
-    BiLSTMClassifier(**settings)._check_training_params()  # what fit checks first: no conflict left
-    assert skol_pipeline(**overrides).getStages()[-1].getEnsembleSize() == 1
-    # An ensemble asked for is kept, and the estimator names the conflict.
-    asked = classifier_settings(ensembleSize=2, **overrides)
-    assert asked["ensembleSize"] == 2
-    with pytest.raises(ValueError, match=r"Expected (outputLayer='softmax' and embeddingSize > 0|numWorkers=1) with ensembleSize > 1"):
-        BiLSTMClassifier(**asked)._check_training_params()
-
-
-@pytest.mark.parametrize("overrides", [dict(tuneThresholds=True), dict(earlyStoppingPatience=2)])
-def test_held_out_rows_come_with_the_options_that_need_them(overrides):
-    from skol_spark.estimator import BiLSTMClassifier
-    from skol_spark.text_pipeline import DEFAULT_CLASSIFIER, HELD_OUT_FRACTION, classifier_settings
-
-    assert DEFAULT_CLASSIFIER["validationFraction"] == 0.0
-    settings = classifier_settings(**overrides)
-    assert settings["validationFraction"] == HELD_OUT_FRACTION > 0
-    BiLSTMClassifier(**settings)._check_training_params()
-    assert classifier_settings(validationFraction=0.25, **overrides)["validationFraction"] == 0.25
-    # Named as 0, it stays 0, and the estimator says why that cannot work.
-    refused = classifier_settings(validationFraction=0.0, **overrides)
-    with pytest.raises(ValueError, match=r"Expected validationFraction > 0 with (tuneThresholds=True|earlyStoppingPatience > 0)"):
-        BiLSTMClassifier(**refused)._check_training_params()
+    bilstm, plain = stages[-1], BiLSTMClassifier()
+    assert {p.name for p in bilstm._paramMap} == {"featuresCol", "labelCol"}
+    for param in plain.params:
+        if plain.hasDefault(param) and not bilstm.isSet(param.name):
+            assert bilstm.getOrDefault(param.name) == plain.getOrDefault(param), param.name
+    tuned = skol_pipeline(epochs=2, outputLayer="crf").getStages()[-1]
+    assert {p.name: v for p, v in tuned._paramMap.items()} == {
+        "featuresCol": "features", "labelCol": "label_index", "epochs": 2, "outputLayer": "crf"
+    }

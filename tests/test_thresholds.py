@@ -5,8 +5,7 @@ import pytest
 from conftest import assert_same_predictions, model_of, parts_of, predictions
 
 from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
-from skol_spark.thresholds import check_thresholds, macro_f1, predict_with_thresholds, tune_thresholds
-
+from skol_spark.core.thresholds import check_thresholds, macro_f1, predict_with_thresholds, tune_thresholds
 
 # -- the rule, in numpy ------------------------------------------------------------------------
 
@@ -112,7 +111,7 @@ def test_estimator_thresholds_are_checked_before_training_and_copied(train_df, t
 
 def test_tuning_needs_validation_documents_and_no_explicit_thresholds(train_df, tiny_params):
     with pytest.raises(ValueError, match="Expected validationFraction > 0 with tuneThresholds=True"):
-        BiLSTMClassifier(tuneThresholds=True, **tiny_params).fit(train_df)
+        BiLSTMClassifier(tuneThresholds=True, validationFraction=0.0, **tiny_params).fit(train_df)
     with pytest.raises(ValueError, match="Expected either thresholds or tuneThresholds=True, not both"):
         BiLSTMClassifier(
             tuneThresholds=True, validationFraction=0.2, thresholds=[1.0, 1.0, 1.0], **tiny_params
@@ -129,7 +128,7 @@ def tuned(train_df, tiny_params):
 
 
 def test_fit_tunes_thresholds_on_the_validation_rows(spark, tuned, train_df, tiny_params):
-    from skol_spark.training import split_validation
+    from skol_spark.fit.training import split_validation
 
     thresholds = tuned.getThresholds()
     assert len(thresholds) == 3 and sum(thresholds) == pytest.approx(1.0)

@@ -5,14 +5,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from skol_spark.core.vectors import dense_features
 from skol_spark.errors import InvalidRowError
-from skol_spark.training_data import (
+from skol_spark.fit.training_data import (
     FeatureRows,
     arrow_to_training_data,
     collect_training_data,
     rows_from_batches,
 )
-from skol_spark.vectors import dense_features
 
 VECTOR = pa.struct(
     [
@@ -205,7 +205,7 @@ def test_streamed_collection_equals_spark_to_arrow(spark, train_df):
 @pytest.mark.connect
 def test_private_stream_and_public_fallback_give_the_same_rows(spark, train_df):
     """Both collection paths of spark_collect, on whichever pyspark this run has."""
-    from skol_spark import spark_collect
+    from skol_spark.fit import collect as spark_collect
 
     selected = train_df.select("doc_id", "line_number", "label", "features")
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from skol_spark.training import run_rows, split_validation
-from skol_spark.windows import window_index
+from skol_spark.core.windows import window_index
+from skol_spark.fit.training import run_rows, split_validation
 
 
 def _rows(offsets, lengths):

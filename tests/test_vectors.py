@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from skol_spark.vectors import dense_features
+from skol_spark.core.vectors import dense_features
 
 
 def test_dense_features_from_mixed_dense_and_sparse_vector_structs():

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from skol_spark.windows import (
+from skol_spark.core.windows import (
     document_lengths,
     gather_windows,
     predict_block,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from skol_spark import yedda
-from skol_spark.yedda import (
+from skol_spark.skol import yedda
+from skol_spark.skol.yedda import (
     THREE_CLASSES,
     Block,
     Issue,

@@ -1,0 +1,384 @@
+"""Command line: ``python -m skol_spark`` (or ``skol-spark``) trains, predicts and evaluates.
+
+``train``, ``predict`` and ``evaluate`` run the jobs of :mod:`skol_spark.cli.jobs`
+on Parquet, CSV, JSON Lines or YEDDA files, with models in a directory or
+Redis. ``demo`` trains a BiLSTMClassifier on the bundled synthetic corpus,
+labels held-out documents, and prints per-class precision/recall/F1 and
+macro-F1 next to a per-line LogisticRegression on the same features and class
+weights. ``journals`` does the same on SKOL's annotated mycology journals,
+split by volume. Commands joined by a lone ``+`` run one after another in one
+Spark session (``train ... + evaluate ...``).
+
+Problems the user can fix end with a one-line ``error:`` message on stderr
+and exit code 1 (2 for malformed arguments), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+
+def _local_spark(master: str | None):
+    """The active session (notebook, spark-submit) or a quiet local one on ``master``."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        if master and active.sparkContext.master != master:
+            logging.getLogger("skol_spark").warning(
+                "--master %s ignored: using the active session on %s", master, active.sparkContext.master
+            )
+        return active
+    master = master or "local[*]"
+    spark = (
+        SparkSession.builder.master(master)
+        .appName("skol_spark")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+# (option, Param, type) of the BiLSTM hyperparameters train exposes. Only the given ones
+# reach the estimator; the others keep its defaults, as in Python.
+_HYPERPARAMETERS = (
+    ("--epochs", "epochs", int),
+    ("--window-size", "windowSize", int),
+    ("--window-stride", "windowStride", int),
+    ("--hidden-size", "hiddenSize", int),
+    ("--embedding-size", "embeddingSize", int),
+    ("--ensemble-size", "ensembleSize", int),
+    ("--num-layers", "numLayers", int),
+    ("--dropout", "dropout", float),
+    ("--batch-size", "batchSize", int),
+    ("--learning-rate", "learningRate", float),
+    ("--weight-strategy", "weightStrategy", str),
+    ("--validation-fraction", "validationFraction", float),
+    ("--early-stopping-patience", "earlyStoppingPatience", int),
+    ("--tune-thresholds", "tuneThresholds", "bool"),
+    ("--seed", "seed", int),
+)
+
+
+def _true_or_false(text: str) -> bool:
+    """A boolean option's value: true/false (also yes/no, 1/0)."""
+    value = text.strip().lower()
+    if value not in ("true", "false", "yes", "no", "1", "0"):
+        raise argparse.ArgumentTypeError(f"expected true or false, received {text!r}")
+    return value in ("true", "yes", "1")
+
+
+def _job_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """Options shared by train/predict/evaluate: the input, and a model to load."""
+    from skol_spark.cli.jobs import FORMATS, Columns
+
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--input", required=True, metavar="PATH",
+                      help="Parquet, CSV (with header), JSON Lines file or directory, or a directory of "
+                           "YEDDA *.ann files")
+    data.add_argument("--format", choices=FORMATS,
+                      help="input format (default: guessed from the file names; required for remote paths)")
+    defaults = Columns()
+    for option, attribute, what in (
+        ("--doc-col", "doc", "document id"),
+        ("--position-col", "position", "position within the document"),
+        ("--text-col", "text", "text, when there is no features column"),
+        ("--label-col", "label", "label: class name or index"),
+        ("--features-col", "features", "features: Vector or array of numbers"),
+    ):
+        data.add_argument(option, default=getattr(defaults, attribute), metavar="NAME",
+                          help=f"column of the {what} (default: %(default)s)")
+    data.add_argument("--three-classes", action="store_true",
+                      help="map labels to SKOL's Nomenclature / Description / Misc-exposition first")
+    data.add_argument("--master",
+                      help="Spark master when no session is active (default: local[*]); spark-submit's "
+                           "own --master wins")
+    stored = argparse.ArgumentParser(add_help=False)
+    stored.add_argument("--model", required=True, metavar="DIR_OR_URL",
+                        help="model directory, or redis://host:port/db (rediss:// for TLS) with --key")
+    stored.add_argument("--key", help="Redis key of the model")
+    return data, stored
+
+
+def _feature_options(parser: argparse.ArgumentParser) -> None:
+    from skol_spark.skol.text_pipeline import DEFAULT_NUM_SHAPE_FEATURES, DEFAULT_SHAPE_NGRAMS
+
+    parser.add_argument("--no-shape", action="store_true",
+                        help="no token-shape features (Xxxx., dddd, ...) (text input)")
+    parser.add_argument("--no-cues", action="store_true",
+                        help="no nomenclatural cues (sp. nov., years, MycoBank, ...) (text input)")
+    parser.add_argument("--num-shape-features", type=int, default=DEFAULT_NUM_SHAPE_FEATURES, metavar="N",
+                        help="hashed token-shape space, text input (default: %(default)s)")
+    parser.add_argument("--shape-ngrams", type=int, default=DEFAULT_SHAPE_NGRAMS, metavar="N",
+                        help="runs of up to N token shapes hashed as terms, text input (default: %(default)s)")
+
+
+def _feature_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {"shape": not args.no_shape, "cues": not args.no_cues, "numShapeFeatures": args.num_shape_features,
+            "shapeNgrams": args.shape_ngrams}
+
+
+def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
+    from skol_spark.skol.journals import MODELS
+    from skol_spark.skol.text_pipeline import DEFAULT_NUM_FEATURES
+    from skol_spark.stages.params import HELD_OUT_FRACTION, WEIGHT_STRATEGIES, _BiLSTMParams
+
+    estimator_defaults = _BiLSTMParams()
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    data, stored = _job_parents()
+
+    train = commands.add_parser(
+        "train", parents=[data],
+        help="fit a BiLSTM (with the text Pipeline for raw text) and save it",
+        description="Fit on labelled rows and save the model. A numeric features column trains "
+                    "a BiLSTMClassificationModel (directory or Redis); text, or string labels, "
+                    "train a PipelineModel (directory only).",
+    )
+    train.add_argument("--model", required=True, metavar="DIR_OR_URL",
+                       help="where to save: a directory, or redis://host:port/db with --key "
+                            "(BiLSTMClassificationModel only)")
+    train.add_argument("--key", help="Redis key to save under")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    train.add_argument("--labels", help="class names by index, comma-separated, for numeric labels "
+                                        "without ML attributes")
+    train.add_argument("--num-features", type=int, default=DEFAULT_NUM_FEATURES, metavar="N",
+                       help="hashed TF-IDF size, text input (default: %(default)s)")
+    train.add_argument("--no-layout", action="store_true", help="no layout features (text input)")
+    _feature_options(train)
+    for option, param, kind in _HYPERPARAMETERS:
+        extra: dict[str, Any] = {"choices": WEIGHT_STRATEGIES} if param == "weightStrategy" else {}
+        default = estimator_defaults.getOrDefault(param) if estimator_defaults.hasDefault(param) else None
+        shown = str(default).lower() if isinstance(default, bool) else default
+        if default is None:
+            shown = "windowSize" if param == "windowStride" else "unset"
+        elif param == "validationFraction":
+            shown = f"{shown}; {HELD_OUT_FRACTION} with --early-stopping-patience or --tune-thresholds true"
+        elif param == "ensembleSize":
+            shown = f"{shown}; 1 with --embedding-size 0"
+        if kind == "bool":
+            kind, extra = _true_or_false, {"metavar": "{true,false}"}
+        elif not extra:
+            extra = {"metavar": kind.__name__.upper()}
+        train.add_argument(option, dest=param, type=kind, default=None,
+                           help=f"BiLSTMClassifier {param} (default: {shown})", **extra)
+
+    predict = commands.add_parser(
+        "predict", parents=[data, stored],
+        help="label rows with a saved model and write Parquet",
+        description="Write the input columns plus prediction, probability and predicted_label "
+                    "(the class name) as Parquet.",
+    )
+    predict.add_argument("--output", required=True, metavar="DIR", help="Parquet output directory")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    predict.add_argument("--probability", choices=("array", "vector"), default="array",
+                         help="probability as array<double>, readable anywhere (default), or a Spark ML Vector")
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[data, stored],
+        help="per-class precision, recall, F1 of a saved model on labelled rows",
+        description="Print the per-class table (precision, recall, F1, support, macro-F1, "
+                    "accuracy) and optionally write it as JSON.",
+    )
+    evaluate.add_argument("--json", metavar="PATH", help="also write the metrics to this JSON file")
+
+    demo = commands.add_parser("demo", help="train, transform and evaluate on synthetic documents")
+    demo.add_argument("--docs", type=int, default=120, help="training documents (default 120)")
+    demo.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--master", default="local[2]", help="Spark master when no session is active")
+    journals = commands.add_parser(
+        "journals", help="BiLSTM vs a linear-chain CRF and a per-paragraph logistic regression on SKOL's "
+                         "annotated journals"
+    )
+    journals.add_argument(
+        "--data",
+        default=os.path.join("..", "shared", "data", "skol-annotated", "journals"),
+        help="directory holding Mycotaxon/ and Persoonia/ (default ../shared/data/skol-annotated/journals)",
+    )
+    journals.add_argument("--epochs", type=int, help="override the tuned number of epochs")
+    journals.add_argument("--seed", type=int,
+                          help="BiLSTM seed (default: the estimator's); other seeds show the run-to-run spread")
+    journals.add_argument("--num-features", type=int, default=DEFAULT_NUM_FEATURES,
+                          help="hashed TF-IDF size (default: %(default)s)")
+    journals.add_argument("--no-layout", action="store_true", help="no layout features")
+    _feature_options(journals)
+    journals.add_argument("--models", default=",".join(MODELS), metavar="LIST",
+                          help="comma-separated models to run, from %(default)s")
+    journals.add_argument("--baselines-only", action="store_true",
+                          help="skip the BiLSTM (same as --models crf,logistic), for quick runs")
+    journals.add_argument("--transfer", action="store_true",
+                          help="journal transfer instead of the public split: train on Mycotaxon, evaluate "
+                               "on Persoonia, and the reverse")
+    journals.add_argument("--max-docs", type=int, metavar="N",
+                          help="keep only the first N documents of each split (quick runs)")
+    journals.add_argument("--json", help="also write the reports and settings to this JSON file")
+    journals.add_argument("--master", default="local[2]", help="Spark master when no session is active")
+    return parser
+
+
+def _columns(args: argparse.Namespace) -> Any:
+    from skol_spark.cli.jobs import Columns
+
+    return Columns(args.doc_col, args.position_col, args.text_col, args.label_col, args.features_col)
+
+
+def _read(args: argparse.Namespace, fmt: str) -> Any:
+    from skol_spark.cli.jobs import read_input
+
+    return read_input(_local_spark(args.master), args.input, fmt, _columns(args), args.three_classes)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from skol_spark.cli.jobs import check_destination, detect_format, make_estimator, save_model
+
+    fmt = detect_format(args.input, args.format)
+    # YEDDA is always text, hence a PipelineModel: refuse Redis before Spark starts.
+    check_destination(args.model, args.key, args.overwrite, True if fmt == "yedda" else None)
+    df = _read(args, fmt)
+    params = {param: getattr(args, param) for _, param, _ in _HYPERPARAMETERS
+              if getattr(args, param) is not None}
+    if args.labels:
+        params["labels"] = [name.strip() for name in args.labels.split(",")]
+    estimator = make_estimator(df, _columns(args), params, args.num_features, not args.no_layout,
+                               _feature_values(args))
+    check_destination(args.model, args.key, args.overwrite, hasattr(estimator, "getStages"))
+    started = time.perf_counter()
+    model = estimator.fit(df)
+    seconds = time.perf_counter() - started
+    save_model(model, args.model, args.key, args.overwrite)
+    bilstm = model.stages[-1] if hasattr(model, "stages") else model
+    where = f"{args.model} key {args.key}" if args.key else args.model
+    print(f"trained {type(model).__name__} in {seconds:.1f} s on Spark {_master(df.sparkSession)}, {args.input} "
+          f"(labels: {', '.join(bilstm.labels_)}); saved to {where}")
+
+
+def _master(spark: Any) -> str:
+    try:
+        return spark.conf.get("spark.master", "?")
+    except Exception:  # noqa: BLE001 - only for the message
+        return "?"
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from skol_spark.cli.jobs import JobError, check_source, detect_format, load_model, predict
+
+    fmt = detect_format(args.input, args.format)
+    check_source(args.model, args.key)
+    if os.path.exists(args.output) and not args.overwrite:
+        raise JobError(f"Output {args.output!r} exists; pass --overwrite to replace it.")
+    df = _read(args, fmt)
+    model = load_model(df.sparkSession, args.model, args.key)
+    out = predict(model, df, _columns(args), args.probability)
+    out.write.mode("overwrite" if args.overwrite else "errorifexists").parquet(args.output)
+    print(f"wrote predictions for {args.input} to {args.output}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from skol_spark.cli.jobs import check_source, detect_format, evaluate, load_model, write_json
+
+    fmt = detect_format(args.input, args.format)
+    check_source(args.model, args.key)
+    df = _read(args, fmt)
+    report = evaluate(load_model(df.sparkSession, args.model, args.key), df, _columns(args))
+    print(report.format(f"{args.model} on {args.input}"))
+    if args.json:
+        write_json(args.json, {"model": args.model, "key": args.key, "input": args.input,
+                               **report.to_dict()})
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from skol_spark.cli.demo import run_demo
+
+    run_demo(_local_spark(args.master), num_docs=args.docs, epochs=args.epochs, seed=args.seed)
+
+
+def journal_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The BiLSTM Params the journals command sets (the estimator's defaults otherwise)."""
+    overrides: dict[str, Any] = {"epochs": args.epochs} if args.epochs else {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    return overrides
+
+
+def _journals(args: argparse.Namespace) -> None:
+    from skol_spark.skol.journals import compare_on_journals, transfer_on_journals
+
+    overrides = journal_overrides(args)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.baselines_only:
+        models = [m for m in models if m != "bilstm"]
+    run = transfer_on_journals if args.transfer else compare_on_journals
+    result = run(
+        _local_spark(args.master), args.data, numFeatures=args.num_features,
+        layout=not args.no_layout, max_docs=args.max_docs, models=models,
+        feature_options=_feature_values(args), **overrides,
+    )
+    print(result.format())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            out.write(result.to_json())
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "train": _train, "predict": _predict, "evaluate": _evaluate, "demo": _demo, "journals": _journals,
+}
+
+
+def _split_commands(argv: list[str]) -> list[list[str]]:
+    """``train ... + evaluate ...`` into one argument list per command."""
+    commands: list[list[str]] = [[]]
+    for arg in argv:
+        if arg == "+":
+            commands.append([])
+        else:
+            commands[-1].append(arg)
+    return commands
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is the whole story for a user (no traceback)."""
+    from skol_spark.errors import ModelLoadError
+
+    errors: tuple[type[BaseException], ...] = (ValueError, ModelLoadError, ImportError, OSError)
+    try:
+        from pyspark.errors import PySparkException
+    except ImportError:
+        return errors
+    return (*errors, PySparkException)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run one command, or several joined by ``+``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or ("skol-spark" if os.path.basename(sys.argv[0]) == "skol-spark" else "python -m skol_spark")
+    try:
+        parser = build_parser(prog)
+        runs = [parser.parse_args(command) for command in _split_commands(argv)]
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        for args in runs:
+            if args.command == "journals" and not os.path.isdir(args.data):
+                parser.error(f"--data {args.data!r} is not a directory")
+            _COMMANDS[args.command](args)
+    except _user_errors() as exc:
+        if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] == "pyspark":
+            from skol_spark import SPARK_MISSING
+
+            exc = ImportError(f"{SPARK_MISSING}.")
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        message = lines[0] if lines else type(exc).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,381 @@
+"""Data-parallel fit on the executors (``numWorkers > 1``): one barrier stage, JAX's multi-process runtime.
+
+The driver never sees a training row. :func:`fit_on_executors` selects the
+four training columns, repartitions them by document into ``numWorkers``
+partitions (so each worker holds whole documents) and runs one barrier stage
+over them (``mapInArrow(..., barrier=True)``, classic Spark and Spark
+Connect alike). Each barrier task (:func:`_run_rank`)
+
+1. streams its partition's Arrow batches to a file in a scratch directory;
+2. learns rank 0's coordinator address with ``BarrierTaskContext.allGather``
+   (rank 0 picks a free port on its host);
+3. starts :mod:`skol_spark.fit.distributed.worker` in a child process with
+   ``KERAS_BACKEND=jax`` (the Python worker may already hold Keras on
+   TensorFlow, and a process cannot switch backends) and waits for it; the
+   children train together through ``jax.distributed`` and
+   ``keras.distribution.DataParallel``, gradients all-reduced every step;
+4. fails with the child's error and log tail if the child fails (which fails
+   the whole stage: Spark kills the other tasks, whose children die with
+   them), or, on rank 0, returns the weights, the architecture JSON, the
+   history and a probe as the stage's one output row.
+
+Back on the driver the weights go into the architecture rebuilt on
+TensorFlow with the project's ``model_from_json(json, compile=False)`` and
+``set_weights``, and the rebuild must reproduce rank 0's JAX probabilities
+on the probe windows; every rank's per-step weight digests must agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skol_spark.compat.connect import is_remote
+from skol_spark.errors import DistributedTrainingError, ModelRebuildError
+from skol_spark.fit.distributed.worker import (
+    ERROR,
+    INITIAL,
+    PEER_LOST,
+    PROBE,
+    RESULT_META,
+    RESULT_WEIGHTS,
+    ROWS,
+    SPEC,
+)
+from skol_spark.nn.trained_network import TrainedNetwork
+
+__all__ = ["DistributedFit", "DistributedSpec", "fit_on_executors"]
+
+logger = logging.getLogger("skol_spark")
+
+RESULT_SCHEMA = "architecture string, weights binary, meta string, probe binary"
+_ERROR_START, _ERROR_END = "<<skol_spark worker error>>", "<</skol_spark worker error>>"
+_LOG_TAIL = 4000
+# How long a task whose child lost its peers waits before failing, so that the
+# rank with the real error fails the stage first.
+_PEER_LOSS_GRACE = 3.0
+
+
+@dataclass(frozen=True)
+class DistributedSpec:
+    """What every rank needs to train its share (JSON, plus the warm-start weights body)."""
+
+    num_workers: int
+    columns: tuple[str, str, str, str]  # document, position, label, features
+    labels: list[str]
+    config: dict  # TrainingConfig fields; the workers fill in class_weights and initial_weights
+    handle_invalid: str
+    width: int | None
+    weight_strategy: str
+    class_weights: dict[str, float] | None
+    effective_number_beta: float
+    initial_weights: bytes | None = field(default=None, repr=False)
+    timeout_seconds: int = 600
+    # JAX's coordination service declares a rank dead after this long without a heartbeat, and
+    # then aborts every rank. 60 s was seen to be too short on a busy 2-core executor (CI: both
+    # ranks "stopped sending heartbeats" mid-fit while the JVM and another job held the cores).
+    # A rank that really dies is found sooner: its task fails the barrier stage at once, and a
+    # collective with it fails in gloo.
+    heartbeat_seconds: int = 300
+    shutdown_seconds: int = 60
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields.pop("initial_weights")
+        return json.dumps(fields)
+
+
+@dataclass(frozen=True)
+class DistributedFit:
+    """What the barrier stage gave back, checked."""
+
+    network: TrainedNetwork
+    history: dict[str, list[float]]
+    class_weights: list[float]
+    counts: list[int]
+    num_features: int
+    digests: np.ndarray  # (ranks, steps + 1): after every step, then the final weights
+    steps_per_epoch: int
+
+
+def check_cluster_slots(dataset: Any, num_workers: int) -> None:
+    """Refuse a barrier stage the cluster cannot run at once (classic Spark; Connect cannot tell)."""
+    try:
+        slots = dataset.sparkSession.sparkContext.defaultParallelism
+    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext
+        return
+    if num_workers > slots:
+        raise ValueError(
+            f"Expected numWorkers <= the cluster's task slots ({slots}, spark.default.parallelism): "
+            "a barrier stage starts all its tasks at once or waits for them. "
+            f"Received: numWorkers={num_workers}. Lower numWorkers or add executor cores."
+        )
+
+
+def fit_on_executors(dataset: Any, spec: DistributedSpec) -> DistributedFit:
+    """Train on the executors in one barrier stage; the result of rank 0, checked on the driver."""
+    from pyspark.sql import functions as F
+
+    check_cluster_slots(dataset, spec.num_workers)
+    doc = spec.columns[0]
+    selected = dataset.select(*[F.col(f"`{c}`") for c in spec.columns]).repartition(
+        spec.num_workers, F.col(f"`{doc}`")
+    )
+    listener = _progress_listener(dataset, spec.config["epochs"])
+    progress = None if listener is None else {"address": listener.address, "token": listener.token}
+    spec_json, initial = json.dumps({**json.loads(spec.to_json()), "progress": progress}), spec.initial_weights
+
+    def run(batches: Iterator[Any]) -> Iterator[Any]:
+        return _run_rank(batches, spec_json, initial)
+
+    started = time.monotonic()
+    try:
+        rows = selected.mapInArrow(run, RESULT_SCHEMA, barrier=True).collect()
+    except Exception as exc:  # noqa: BLE001 - Spark wraps the task's error; find the worker's own
+        found = re.search(re.escape(_ERROR_START) + r"(.*?)" + re.escape(_ERROR_END), str(exc), re.S)
+        if found is None:
+            raise
+        raise DistributedTrainingError(found.group(1).strip()) from None
+    finally:
+        if listener is not None:
+            listener.close()
+    if len(rows) != 1:
+        raise DistributedTrainingError(f"Expected one result row from rank 0. Received: {len(rows)} rows.")
+    row = rows[0]
+    meta = json.loads(row["meta"])
+    fit = DistributedFit(
+        network=TrainedNetwork(row["architecture"], bytes(row["weights"])),
+        history=meta["history"],
+        class_weights=meta["class_weights"],
+        counts=meta["counts"],
+        num_features=meta["num_features"],
+        digests=np.asarray(meta["digests"], dtype=np.int64),
+        steps_per_epoch=meta["steps_per_epoch"],
+    )
+    _check_ranks_agree(fit.digests)
+    _check_rebuild(fit.network, row["probe"])
+    logger.info(
+        "data-parallel fit on %d workers: %d steps per epoch of %d windows (%d per worker); "
+        "weight digests of all %d ranks agree after each of %d steps; %.1f s",
+        spec.num_workers, fit.steps_per_epoch, meta["local_batch"] * spec.num_workers, meta["local_batch"],
+        fit.digests.shape[0], fit.digests.shape[1] - 1, time.monotonic() - started,
+    )
+    _log_missed_epochs(fit.history, spec.config["epochs"], set() if listener is None else listener.logged)
+    return fit
+
+
+class _ProgressListener:
+    """Rank 0's epoch lines, logged on the driver as they arrive (classic Spark: executors reach the driver).
+
+    One TCP connection, authenticated by a random token; epochs it never
+    heard of are logged from the history once the stage ends.
+    """
+
+    def __init__(self, host: str, epochs: int) -> None:
+        self.epochs, self.token, self.logged = epochs, secrets.token_hex(16), set()
+        self.server = socket.create_server((host, 0))
+        self.address = f"{host}:{self.server.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True, name="skol-progress")
+        self.thread.start()
+
+    def _serve(self) -> None:
+        from skol_spark.fit.training import log_epoch
+
+        try:
+            connection, _ = self.server.accept()
+            with connection, connection.makefile("r", encoding="utf-8") as lines:
+                if lines.readline().strip() != self.token:
+                    return
+                for line in lines:
+                    entry = json.loads(line)
+                    log_epoch(entry["epoch"], self.epochs, entry["logs"])
+                    self.logged.add(entry["epoch"])
+        except (OSError, ValueError, KeyError):
+            pass  # the history still carries every epoch
+
+    def close(self) -> None:
+        """Stop listening; a connection still open is read to its end (rank 0 closes it when done)."""
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+def _progress_listener(dataset: Any, epochs: int) -> _ProgressListener | None:
+    if is_remote():
+        return None  # the client may not be reachable from the executors
+    try:
+        return _ProgressListener(dataset.sparkSession.conf.get("spark.driver.host"), epochs)
+    except Exception:  # noqa: BLE001 - no live progress; the history is logged at the end
+        return None
+
+
+def _log_missed_epochs(history: dict[str, list[float]], epochs: int, logged: set[int]) -> None:
+    from skol_spark.fit.training import log_epoch
+
+    metrics = {k: v for k, v in history.items() if k != "best_epoch"}
+    for epoch in range(max((len(v) for v in metrics.values()), default=0)):
+        if epoch not in logged:
+            log_epoch(epoch, epochs, {k: v[epoch] for k, v in metrics.items() if epoch < len(v)})
+
+
+def _check_ranks_agree(digests: np.ndarray) -> None:
+    differ = np.flatnonzero((digests != digests[0]).any(axis=0))
+    if len(differ):
+        raise DistributedTrainingError(
+            f"The workers' weights differ after step {int(differ[0]) + 1} (digests "
+            f"{digests[:, differ[0]].tolist()}): the gradients were not synchronised."
+        )
+
+
+def _check_rebuild(network: TrainedNetwork, probe: bytes | None) -> None:
+    """Rebuild on this process's backend from JSON + weights; it must predict what rank 0's JAX network did."""
+    rebuilt = network.rebuild()
+    if not probe:
+        return
+    import keras
+
+    with np.load(io.BytesIO(bytes(probe)), allow_pickle=False) as arrays:
+        x, mask, expected = arrays["x"], arrays["mask"], arrays["probs"]
+    actual = keras.ops.convert_to_numpy(rebuilt([x, mask], training=False))
+    if not np.allclose(actual, expected, atol=1e-4):
+        raise ModelRebuildError(
+            f"The network trained on the executors (JAX) predicts differently once rebuilt on "
+            f"{keras.backend.backend()} (max difference {np.abs(actual - expected).max():.3g})."
+        )
+
+
+# --- executor side: one barrier task -------------------------------------------------------------
+
+
+def _run_rank(batches: Iterator[Any], spec_json: str, initial: bytes | None) -> Iterator[Any]:
+    """One barrier task: rows to a file, the coordinator's address, the training child, rank 0's result."""
+    from pyspark import BarrierTaskContext
+
+    context = BarrierTaskContext.get()
+    rank = context.partitionId()
+    workdir = Path(tempfile.mkdtemp(prefix=f"skol-spark-rank{rank}-", dir=_scratch_dir()))
+    child = None
+    try:
+        _write_rows(batches, workdir / ROWS)
+        host = context.getTaskInfos()[0].address.rsplit(":", 1)[0]
+        coordinator = context.allGather(f"{host}:{_free_port()}" if rank == 0 else "")[0]
+        spec = {**json.loads(spec_json), "rank": rank, "coordinator": coordinator, "parent_pid": os.getpid()}
+        (workdir / SPEC).write_text(json.dumps(spec))
+        if initial is not None:
+            (workdir / INITIAL).write_bytes(initial)
+        with open(workdir / "log.txt", "wb") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "skol_spark.fit.distributed.worker", str(workdir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+            )
+            code = child.wait()
+        if code != 0:
+            if not (workdir / ERROR).exists() or (workdir / PEER_LOST).exists():
+                time.sleep(_PEER_LOSS_GRACE)  # killed, or lost a peer: let the failing rank report first
+            raise RuntimeError(_failure_message(rank, spec["num_workers"], code, workdir))
+        if rank == 0:
+            yield _result_batch(workdir)
+    finally:
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _scratch_dir() -> str | None:
+    """Spark's local directory for this executor when it says, else the system's temp directory."""
+    for name in ("SPARK_LOCAL_DIRS", "LOCAL_DIRS"):
+        value = os.environ.get(name)
+        if value:
+            return value.split(",")[0]
+    return None
+
+
+def _write_rows(batches: Iterator[Any], path: Path) -> int:
+    """Stream the task's record batches to an Arrow IPC file (nothing written without rows)."""
+    import pyarrow as pa
+
+    rows, writer, sink = 0, None, None
+    try:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            if writer is None:
+                sink = pa.OSFile(str(path), "wb")
+                writer = pa.ipc.new_stream(sink, batch.schema)
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+        if sink is not None:
+            sink.close()
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def _child_env() -> dict[str, str]:
+    """This task's environment, with Keras on JAX (CPU) and skol_spark importable where it came from."""
+    import skol_spark
+
+    root = str(Path(skol_spark.__file__).resolve().parent.parent)  # a directory or a --py-files zip
+    path = [root, *[p for p in sys.path if p and p != root]]
+    return {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.pathsep.join(path),
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
+
+
+def _failure_message(rank: int, num_workers: int, code: int, workdir: Path) -> str:
+    error = workdir / ERROR
+    what = error.read_text().split("\n\n", 1)[0] if error.exists() else f"the process ended with code {code}"
+    log = (workdir / "log.txt").read_bytes()[-_LOG_TAIL:].decode("utf-8", "replace")
+    detail = error.read_text().split("\n\n", 1)[-1] if error.exists() else log
+    return (
+        f"{_ERROR_START}Worker {rank} of {num_workers} failed: {what}\n"
+        f"--- its traceback or log tail ---\n{detail[-_LOG_TAIL:]}{_ERROR_END}"
+    )
+
+
+def _result_batch(workdir: Path) -> Any:
+    import pyarrow as pa
+
+    meta = json.loads((workdir / RESULT_META).read_text())
+    architecture = meta.pop("architecture")
+    probe = (workdir / PROBE).read_bytes() if (workdir / PROBE).exists() else b""
+    return pa.RecordBatch.from_pydict(
+        {
+            "architecture": [architecture],
+            "weights": [(workdir / RESULT_WEIGHTS).read_bytes()],
+            "meta": [json.dumps(meta)],
+            "probe": [probe],
+        },
+        schema=pa.schema(
+            [("architecture", pa.string()), ("weights", pa.binary()), ("meta", pa.string()), ("probe", pa.binary())]
+        ),
+    )
