@@ -5,12 +5,13 @@
 #               a Spark Connect server, notebooks, data-parallel workers
 #   make test-lts   the core tests on the Spark 3.5 LTS stack (.ci/constraints-lts.txt)
 #   make test-spark40   the core tests on Spark 4.0 (.ci/constraints-spark40.txt)
+#   make lint   ruff check with the project's config (pyproject.toml)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-lts test-spark40 install clean journals journals-transfer
+.PHONY: demo test test-slow test-lts test-spark40 lint install clean journals journals-transfer
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
+
+lint: $(STAMP)
+	$(PY) -m ruff check skol_spark tests bench
 
 # The pinned legs, one venv each (.venv-<leg>): the runtime's packages first,
 # pinned by .ci/constraints-<leg>.txt as the runtime has them, then skol_spark
