@@ -20,8 +20,8 @@ import, network build and trace). Macro-F1 is measured on a held-out corpus
 (other documents, same class prototypes).
 
 With ``--journals DIR`` (e.g. ``../shared/data/skol-annotated/journals``) it
-instead runs ``skol_spark.journals.compare_on_journals`` with
-``outputLayer="crf"`` (the tuned settings, the public split; about 10 minutes)
+instead runs ``skol_spark.skol.journals.compare_on_journals`` with
+``outputLayer="crf"`` (the estimator's defaults otherwise, one network; the public split; about 10 minutes)
 and compares the two decodings on the evaluation volumes.
 
 Decoding: for the CRF network, the held-out documents are labelled on the driver
@@ -54,7 +54,7 @@ def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
 
 def held_out_arrays(num_docs: int, num_features: int, seed: int):
     """(features (n, D), labels (n,), doc lengths) of a synthetic corpus, sorted by document."""
-    from skol_spark.datasets import synthetic_documents_arrow
+    from skol_spark.skol.datasets import synthetic_documents_arrow
 
     table = synthetic_documents_arrow(num_docs=num_docs, num_features=num_features, seed=seed)
     features = table.column("features").combine_chunks().flatten().to_numpy().reshape(-1, num_features)
@@ -66,8 +66,8 @@ def held_out_arrays(num_docs: int, num_features: int, seed: int):
 def decode(network, features, lengths, window, stride, viterbi: bool) -> np.ndarray:
     import keras
 
-    from skol_spark.crf import crf_parameters, emission_model, viterbi_decode
-    from skol_spark.windows import predict_block
+    from skol_spark.core.windows import predict_block
+    from skol_spark.nn.crf import crf_parameters, emission_model, viterbi_decode
 
     k = network.outputs[0].shape[-1]
     emitter = emission_model(network)
@@ -89,8 +89,8 @@ def layer_cost(repeats: int, window: int = 50, dim: int = 64, hidden: int = 32, 
     import keras
     import tensorflow as tf
 
-    from skol_spark.crf import CRFTrainer
-    from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network
+    from skol_spark.nn.crf import CRFTrainer
+    from skol_spark.nn.network import WeightedSparseCategoricalCrossentropy, build_network
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(windows, window, dim)).astype(np.float32)
@@ -146,7 +146,7 @@ def main() -> None:
         return journals(args.journals, args.epochs if "--epochs" in sys.argv else None)
 
     from skol_spark import BiLSTMClassifier
-    from skol_spark.datasets import SYNTHETIC_LABELS, make_synthetic_documents
+    from skol_spark.skol.datasets import SYNTHETIC_LABELS, make_synthetic_documents
 
     spark = quiet_local_spark()
     d = args.features
@@ -155,8 +155,9 @@ def main() -> None:
     big = make_synthetic_documents(spark, num_docs=args.transform_docs, num_features=d, seed=3).cache()
     warm = make_synthetic_documents(spark, num_docs=4, num_features=d, seed=4).cache()
     print(f"rows: train {train.count()}, test {test.count()}, transform {big.count()}", flush=True)
+    # One network for both layers (a CRF output cannot be an ensemble); the estimator's defaults otherwise.
     params = dict(windowSize=50, hiddenSize=32, numLayers=1, dropout=0.1, epochs=args.epochs,
-                  learningRate=0.005, seed=0)
+                  learningRate=0.005, seed=0, ensembleSize=1)
     window = params["windowSize"]
     features, labels, lengths = held_out_arrays(args.test_docs, d, seed=2)
     fit_s, transform_s, f1s, models = {}, {}, {}, {}
@@ -202,7 +203,7 @@ def compare_decodings(network, features, labels, lengths, window, names) -> None
 
 
 def journals(root: str, epochs: int | None) -> None:
-    from skol_spark.journals import compare_on_journals
+    from skol_spark.skol.journals import compare_on_journals
 
     spark = quiet_local_spark()
     extra = {} if epochs is None else {"epochs": epochs}

@@ -1,4 +1,4 @@
-"""The journals fit before and after the input projection, side by side in one session (issue 14).
+"""The journals fit of the defaults beside one network and the network without projection, in one session.
 
 Run from the repository root, with ``../shared/data/skol-annotated`` present
 (after ``make install``; about 8 minutes on 2 cores):
@@ -7,18 +7,20 @@ Run from the repository root, with ``../shared/data/skol-annotated`` present
     .venv/bin/python bench/bench_journals_fit.py --only defaults
     .venv/bin/python bench/bench_journals_fit.py --only single --only defaults
 
-Both fits run on the public split of ``make journals`` (train on the
+The fits run on the public split of ``make journals`` (train on the
 training volumes, evaluate on Mycotaxon Vol058/Vol118 + Persoonia Vol017),
 one after the other in one local[2] session:
 
-* ``before``: the configuration of before issue 14: 4,096 hashed words +
-  layout, no projection (``embeddingSize=0``, every batch densified to
-  ``(B, W, 4103)``), all documents trained on, argmax decision;
-* ``single``: the defaults of before the seventh round of issue 11: one
-  network, thresholds tuned on 10 % of the rows;
-* ``defaults``: what ``make journals`` runs today (16,384 hashed words,
-  token shapes, cues and layout, ``embeddingSize=64``, sparse batches,
-  three networks averaged, every row trained on, argmax).
+* ``before``: the network without the input projection, on the text
+  features it was used with: 4,096 hashed words + layout
+  (``embeddingSize=0``, every batch densified to ``(B, W, 4103)``), every
+  row trained on, argmax decision;
+* ``single``: the default text features, one network
+  (``ensembleSize=1``), thresholds tuned on 10 % of the rows;
+* ``defaults``: what ``make journals`` runs (BiLSTMClassifier's own
+  defaults: 16,384 hashed words, token shapes, cues and layout,
+  ``embeddingSize=64``, sparse batches, three networks averaged, every row
+  trained on, argmax).
 
 "fit s" is ``BiLSTMClassifier.fit`` alone (collecting the cached feature rows,
 training, the rebuild check and, where they are tuned, the thresholds).
@@ -75,8 +77,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4, help="copies of the evaluation rows transformed")
     args = parser.parse_args()
 
-    from skol_spark.cli import _local_spark
-    from skol_spark.journals import compare_on_journals
+    from skol_spark.cli.main import _local_spark
+    from skol_spark.skol.journals import compare_on_journals
 
     spark = _local_spark("local[2]")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; pyspark {spark.version}")

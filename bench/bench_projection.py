@@ -42,7 +42,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,7 +51,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
-
 from bench_transform import HIDDEN, LAYERS, WINDOW, make_model, measure, model_rate  # noqa: E402
 from benchlib import PeakChildMemory, PeakRSS, noop, quiet_local_spark  # noqa: E402
 
@@ -85,7 +84,7 @@ def hashed_documents(spark, positions: int, dim: int, seed: int = 0):
 def dense_documents(spark, positions: int, dim: int = 256):
     from pyspark.sql import functions as F
 
-    from skol_spark.datasets import make_synthetic_documents
+    from skol_spark.skol.datasets import make_synthetic_documents
 
     df = make_synthetic_documents(spark, num_docs=max(1, positions // 100), mean_length=100, num_features=dim, seed=0)
     return df.select("doc_id", "line_number", "features", F.col("label").cast("double").alias("label"))
@@ -97,7 +96,7 @@ def _identity(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
 def _grouped(df):
     """``df`` grouped as transform groups it: ``repartition(doc)`` + ``sortWithinPartitions(doc, position)``."""
-    from skol_spark.udf import group_documents
+    from skol_spark.transform.udf import group_documents
 
     return group_documents(df, "doc_id", "line_number")
 
@@ -118,8 +117,8 @@ def udf_floor(df, spec):
     Spark's UDF path costs without skol_spark's labeling code. None before Spark 4.1 (no ``arrow_udf``)."""
     from pyspark.sql import functions as F
 
-    from skol_spark.predict import _output
-    from skol_spark.udf import USE_ARROW_UDF, output_type
+    from skol_spark.transform.predict import _output
+    from skol_spark.transform.udf import USE_ARROW_UDF, output_type
 
     if not USE_ARROW_UDF:
         return None
@@ -161,7 +160,7 @@ def pregrouped_jobs(df, model) -> tuple[dict, int]:
 
 def executor_rate(df, model) -> float:
     """Positions/s of the labeling code transform runs on executors, in this process, on Arrow batches of 10k rows."""
-    from skol_spark import predict
+    from skol_spark.transform import predict
 
     table = df.select("doc_id", "line_number", "features").sort("doc_id", "line_number").toArrow()
     rows = pa.StructArray.from_arrays([table.column(i).combine_chunks() for i in range(3)], names=table.column_names)
@@ -239,7 +238,7 @@ def fit_once(df, embedding: int, label: str) -> dict:
         t0 = time.perf_counter()
         model = BiLSTMClassifier(
             windowSize=WINDOW, hiddenSize=HIDDEN, numLayers=LAYERS, dropout=0.0, epochs=1, batchSize=32,
-            embeddingSize=embedding, labels=LABELS,
+            embeddingSize=embedding, ensembleSize=1, labels=LABELS,
         ).fit(df)
         seconds = time.perf_counter() - t0
     del model

@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from skol_spark import BiLSTMClassificationModel
-    from skol_spark.network import build_network
+    from skol_spark.nn.network import build_network
 
     spark = quiet_local_spark()
     network = build_network(WINDOW, DIM, 3, hidden_size=HIDDEN, num_layers=1, dropout=0.0, seed=0)

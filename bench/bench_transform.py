@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,9 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
-
-from benchlib import PeakRSS, noop, quiet_local_spark  # noqa: E402
 import pyarrow as pa  # noqa: E402
+from benchlib import PeakRSS, noop, quiet_local_spark  # noqa: E402
 
 WINDOW, HIDDEN, LAYERS = 50, 64, 2
 
@@ -61,7 +60,7 @@ def make_data(spark, kind: str, positions: int, seed: int = 0):
     from pyspark.ml.feature import IDF, HashingTF
     from pyspark.sql import functions as F
 
-    from skol_spark.datasets import make_synthetic_documents
+    from skol_spark.skol.datasets import make_synthetic_documents
 
     docs = max(1, positions // 100)
     if kind == "dense":
@@ -92,7 +91,7 @@ def make_data(spark, kind: str, positions: int, seed: int = 0):
 
 def make_model(dim: int, embedding: int = 0, hidden: int = HIDDEN, layers: int = LAYERS):
     from skol_spark import BiLSTMClassificationModel
-    from skol_spark.network import build_network
+    from skol_spark.nn.network import build_network
 
     network = build_network(
         WINDOW, dim, 3, hidden_size=hidden, num_layers=layers, dropout=0.0, seed=0, embedding_size=embedding
@@ -135,7 +134,7 @@ def predict_batch_udf_job(df, network, dim: int):
     model_json, weights = network.to_json(), network.get_weights()
 
     def make_predict_fn():
-        from skol_spark.network import model_from_json
+        from skol_spark.nn.network import model_from_json
 
         net = model_from_json(model_json)
         net.set_weights(weights)
@@ -192,7 +191,7 @@ def rebuild_job(df, network, dim: int):
     model_json, weights = network.to_json(), network.get_weights()
 
     def label(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from skol_spark.network import model_from_json
+        from skol_spark.nn.network import model_from_json
 
         for frame in frames:
             net = model_from_json(model_json)
@@ -224,7 +223,7 @@ def run_size(spark, kind: str, positions: int, rounds: int, include_slow: bool) 
     if include_slow:
         jobs["predict_batch_udf"] = predict_batch_udf_job(df, network, dim)
         jobs["rebuild"] = rebuild_job(df, network, dim)
-    for name, job in jobs.items():  # warm up workers, trace, build caches
+    for job in jobs.values():  # warm up workers, trace, build caches
         job()
     wall: dict[str, list[float]] = {k: [] for k in jobs}
     cpu: dict[str, list[float]] = {k: [] for k in jobs}
@@ -245,7 +244,7 @@ def run_size(spark, kind: str, positions: int, rounds: int, include_slow: bool) 
     digest = model.trainedNetwork.digest
 
     def report_builds(frames):
-        from skol_spark import predict
+        from skol_spark.transform import predict
 
         for _ in frames:
             pass
@@ -284,15 +283,18 @@ def fit_comparison(spark, positions: int, epochs: int = 2) -> dict:
     import keras
 
     from skol_spark import BiLSTMClassifier
-    from skol_spark.datasets import make_synthetic_documents
-    from skol_spark.network import WeightedSparseCategoricalCrossentropy, build_network
-    from skol_spark.training_data import arrow_to_training_data
-    from skol_spark.windows import gather_windows, window_index
+    from skol_spark.core.windows import gather_windows, window_index
+    from skol_spark.fit.training_data import arrow_to_training_data
+    from skol_spark.nn.network import WeightedSparseCategoricalCrossentropy, build_network
+    from skol_spark.skol.datasets import make_synthetic_documents
 
     df = make_synthetic_documents(spark, num_docs=max(1, positions // 100), mean_length=100, num_features=256, seed=3)
     df = df.cache()
     n = df.count()
-    params = dict(windowSize=WINDOW, hiddenSize=HIDDEN, numLayers=LAYERS, dropout=0.0, epochs=epochs, batchSize=32)
+    # The plain Keras network below has no input projection, so neither does this one (embeddingSize=0,
+    # hence one network); the estimator's defaults otherwise.
+    params = dict(windowSize=WINDOW, hiddenSize=HIDDEN, numLayers=LAYERS, dropout=0.0, epochs=epochs, batchSize=32,
+                  embeddingSize=0)
     base_rss = psutil.Process().memory_info().rss
     with PeakRSS() as peak:
         t0 = time.perf_counter()

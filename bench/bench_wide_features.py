@@ -9,14 +9,14 @@ One local[2] Spark. Rows are built inside the JVM, so the Python driver never
 holds them before ``fit``: documents of 100 lines, 5-40 words a line drawn
 log-uniformly from 50,000 (a Zipf-like vocabulary, from a hash of the row id,
 so the data is the same every run), ``HashingTF`` with 2^18 features and
-``IDF``, cached. The network is ``embeddingSize=64`` into a BiLSTM 16 units x
-1 layer, window 50: small, so that the rows, not the network, are what grows.
+``IDF``, cached. The network is ``embeddingSize=64`` into one BiLSTM of 16
+units x 1 layer, window 50: small, so that the rows, not the network, are what grows.
 
 * fit: ``BiLSTMClassifier.fit`` (1 epoch, batch 64, no validation) after a
   warm-up fit; a thread samples the driver process's RSS every 20 ms; the
   table shows the peak growth over the RSS before the call next to the CSR
-  training rows the driver keeps (8 bytes a stored value, 16 a row). Target
-  (issue 14): growth <= 1.3 x CSR data + a fixed part (the 2^18 x 64
+  training rows the driver keeps (8 bytes a stored value, 16 a row). Target:
+  growth <= 1.3 x CSR data + a fixed part (the 2^18 x 64
   projection kernel and Adam's two moments, 3 x 64 MB, plus TensorFlow).
 * transform: the fitted model over growing inputs, forced with Spark's noop
   writer after a warm-up; the peak RSS of the largest Python worker should not
@@ -35,7 +35,6 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import psutil  # noqa: E402
-
 from benchlib import PeakChildMemory, PeakRSS, noop, quiet_local_spark  # noqa: E402
 
 DIM, EMBEDDING, HIDDEN, WINDOW, VOCABULARY = 2**18, 64, 16, 50, 50_000
@@ -77,7 +76,7 @@ def classifier():
 
     return BiLSTMClassifier(
         windowSize=WINDOW, hiddenSize=HIDDEN, numLayers=1, dropout=0.0, epochs=1, batchSize=64,
-        embeddingSize=EMBEDDING, labels=["0.0", "1.0", "2.0"],
+        embeddingSize=EMBEDDING, ensembleSize=1, labels=["0.0", "1.0", "2.0"],
     )
 
 
@@ -104,7 +103,7 @@ def main() -> None:
     warm, idf = jvm_hashed_documents(spark, 5_000)
     model = fit_once(warm)["model"]  # TensorFlow, Keras, first traces: the process's one-off memory
     if args.fit:
-        print(f"\n## fit, 1 epoch: driver peak RSS growth against the CSR training rows")
+        print("\n## fit, 1 epoch: driver peak RSS growth against the CSR training rows")
         print(f"{'positions':>10} {'fit s':>7} {'CSR MB':>8} {'growth MB':>10} {'growth/CSR':>11}")
     results = []
     for positions in args.fit:
@@ -125,7 +124,7 @@ def main() -> None:
         print("target: growth <= 1.3 x CSR data + a fixed part")
     if args.transform:
         noop(model.transform(jvm_hashed_documents(spark, 20_000, idf)[0]))  # warm the workers
-        print(f"\n## transform: peak RSS of the Python workers and the JVM")
+        print("\n## transform: peak RSS of the Python workers and the JVM")
         print(f"{'rows':>10} {'seconds':>8} {'rows/s':>8} {'worker peak MB':>15} {'all workers MB':>15} "
               f"{'JVM peak MB':>12}")
     for rows in args.transform:

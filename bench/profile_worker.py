@@ -22,7 +22,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 import pyarrow.compute as pc  # noqa: E402
-
 from bench_transform import make_data, make_model  # noqa: E402
 
 
@@ -45,7 +44,7 @@ def main() -> None:
     spec = dataclasses.replace(model._predict_spec(), cpus=1)
     spark.stop()
 
-    from skol_spark.predict import label_partition
+    from skol_spark.transform.predict import label_partition
 
     list(label_partition(spec, iter(batches)))  # build, trace
     profiler = cProfile.Profile()

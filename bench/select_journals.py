@@ -1,22 +1,22 @@
-"""Choose the BiLSTM's default settings on the training volumes only (issue 11, item 5).
+"""Choose the BiLSTM's default settings on the training volumes only.
 
 No evaluation volume is ever read. Two ways to split the training volumes:
 
-* ``--split folds`` (the default since the third round): two folds, each
-  training on about half of the training volumes of both journals and
-  validating on the other half (fold A trains on Mycotaxon Vol054, Vol056,
-  the odd articles of Vol117 and Persoonia Vol016 issues n1-n2; fold B on
-  the rest), as the public split trains and evaluates on both journals;
-  every configuration runs with each of ``--seeds`` on both folds, and the
-  line shows the mean (seed spread on one fold reached 0.04 macro-F1, more
-  than most effects measured);
-* ``--split select`` (the first two rounds): train on Mycotaxon Vol054-056 +
-  Vol117, validate on Mycotaxon Vol057 + Persoonia Vol016, one seed.
+* ``--split folds`` (the default): two folds, each training on about half of
+  the training volumes of both journals and validating on the other half
+  (fold A trains on Mycotaxon Vol054, Vol056, the odd articles of Vol117 and
+  Persoonia Vol016 issues n1-n2; fold B on the rest), as the public split
+  trains and evaluates on both journals; every configuration runs with each
+  of ``--seeds`` on both folds, and the line shows the mean (the seed alone
+  moves one fold's macro-F1 by up to 0.04, more than most effects measured);
+* ``--split select``: train on Mycotaxon Vol054-056 + Vol117, validate on
+  Mycotaxon Vol057 + Persoonia Vol016, one seed (a single split, cheaper and
+  noisier than the folds).
 
 One configuration after the other in one Spark session; the CRF baseline and
 the logistic regression run once per split for reference.
 
-    .venv/bin/python bench/select_journals.py --only softmax-e64-tuned-16k            # folds, seeds 0-2
+    .venv/bin/python bench/select_journals.py --only shape16k-tri-ens3-argmax      # the defaults; folds, seeds 0-2
     .venv/bin/python bench/select_journals.py --split select --only crf-e64 --seeds 0
 """
 
@@ -46,10 +46,12 @@ FOLD_B = ("Mycotaxon/Vol055", "Mycotaxon/Vol057", *_articles(0),
 # split name -> [(train, validate), ...]
 SPLITS = {"folds": [(FOLD_A, FOLD_B), (FOLD_B, FOLD_A)], "select": [(SELECT_TRAIN, SELECT_VALIDATE)]}
 
-# Each configuration names its vocabulary width, token shapes and decision, so that runs mean
-# the same whatever DEFAULT_CLASSIFIER / DEFAULT_NUM_FEATURES / the shape defaults become.
-ARGMAX = dict(validationFraction=0.0, tuneThresholds=False)  # all documents trained on, argmax decision
-TUNED = dict(validationFraction=0.1, tuneThresholds=True)  # 10 % held out to tune thresholds on
+# A configuration is a set of BiLSTMClassifier Params over the estimator's own defaults (plus
+# compare_on_journals' numFeatures and feature_options). Each names its vocabulary width, token
+# shapes, decision and number of networks, so that a configuration's runs mean the same whatever
+# the defaults become; what it leaves out (window, units, layers, epochs, ...) is the estimator's.
+ARGMAX = dict(validationFraction=0.0, tuneThresholds=False)  # every row trained on, argmax decision
+TUNED = dict(validationFraction=0.1, tuneThresholds=True)  # 10 % of the rows held out to tune thresholds on
 SOFTMAX_E64 = dict(outputLayer="softmax", embeddingSize=64)
 
 
@@ -58,62 +60,70 @@ def _shapes(width: int, ngrams: int) -> dict:
     return dict(feature_options=dict(numShapeFeatures=width, shapeNgrams=ngrams))
 
 
-SHAPES_512 = _shapes(512, 2)  # the token shapes of rounds 1-5: shapes and shape bigrams, 512 slots
+SHAPES_512 = _shapes(512, 2)  # narrow token shapes: shapes and shape bigrams in 512 slots (they collide)
+CHOSEN_SHAPES = _shapes(16384, 3)  # the default text features' shapes: up to trigrams in 16,384 slots
 
-# name -> overrides of DEFAULT_CLASSIFIER (numFeatures: the hashed word TF-IDF width)
+
+def _config(**params) -> dict:
+    """``params`` over the estimator's defaults; one network unless ``params`` name ``ensembleSize``."""
+    return {"ensembleSize": 1, **params}
+
+
+# name -> the configuration (numFeatures: the hashed word TF-IDF width). The names are those of
+# recorded runs: keep them, and add a name rather than change what one means.
 CONFIGURATIONS = {
-    # First round: output layer, projection width, class weights.
-    "softmax-e64": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, **SHAPES_512),
-    "crf-e64": dict(outputLayer="crf", embeddingSize=64, **ARGMAX, numFeatures=4096, **SHAPES_512),
-    "softmax-e128": dict(outputLayer="softmax", embeddingSize=128, **ARGMAX, numFeatures=4096, **SHAPES_512),
-    "softmax-e64-sqrt": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="sqrt_inverse",
-                             **SHAPES_512),
-    "softmax-e64-none": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="none", **SHAPES_512),
-    # Second round: tuned thresholds, early stopping, a wider vocabulary (cheap with the projection).
-    "softmax-e64-tuned": dict(**SOFTMAX_E64, **TUNED, numFeatures=4096, **SHAPES_512),
-    "softmax-e64-tuned-es": dict(**SOFTMAX_E64, **TUNED, numFeatures=4096, earlyStoppingPatience=3,
-                                 epochs=12, **SHAPES_512),
-    "softmax-e64-16k": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **SHAPES_512),
-    "softmax-e64-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **SHAPES_512),
-    "softmax-e64-tuned-64k": dict(**SOFTMAX_E64, **TUNED, numFeatures=65536, **SHAPES_512),
-    # Third round (folds, seeds 0-2; validation rows are segments of every document): one network
-    # against an ensemble of three averaged into one.
-    "ensemble3-tuned-16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, ensembleSize=3,
+    # Narrow shapes, 4,096 hashed words: the output layer (softmax or a linear-chain CRF), the
+    # projection's width and the class weights.
+    "softmax-e64": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, **SHAPES_512),
+    "crf-e64": _config(outputLayer="crf", embeddingSize=64, **ARGMAX, numFeatures=4096, **SHAPES_512),
+    "softmax-e128": _config(outputLayer="softmax", embeddingSize=128, **ARGMAX, numFeatures=4096, **SHAPES_512),
+    "softmax-e64-sqrt": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="sqrt_inverse",
                                 **SHAPES_512),
-    "softmax-e64-16k-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **SHAPES_512),
-    "ensemble3-16k-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, ensembleSize=3,
-                                 **SHAPES_512),
-    # Fifth round: larger batches (the fit is latency-bound: a step of 64 windows costs little more
-    # than one of 16), the learning rate scaled with the batch.
-    "tuned-16k-b32": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=32, learningRate=0.003,
-                          **SHAPES_512),
-    "tuned-16k-b64": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=64, learningRate=0.004,
-                          **SHAPES_512),
-    # Sixth round: longer windows (more of a list or a key in view), wider token-shape hashing
-    # (the journals hold ~3,600 shapes and shape bigrams in two or more paragraphs: 512 slots
-    # made them collide), shape trigrams, and more hashed words beside them.
-    "tuned-16k-w100": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, windowSize=100, **SHAPES_512),
-    "tuned-16k-shape4k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(4096, 2)),
-    "tuned-16k-shape16k": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 2)),
-    "tuned-64k-shape4k": dict(**SOFTMAX_E64, **TUNED, numFeatures=65536, **_shapes(4096, 2)),
-    "tuned-16k-shape4k-tri": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(4096, 3)),
-    "tuned-16k-shape16k-tri": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 3)),
-    "tuned-16k-shape64k-tri": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(65536, 3)),
-    "tuned-16k-shape16k-4grams": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 4)),
-    # With the chosen shapes the training loss falls to ~0.01 while the validation loss rises
-    # from epoch 3: fewer epochs, or early stopping on the held-out segments' macro-F1.
-    "shape16k-tri-e6": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 3), epochs=6),
-    "shape16k-tri-es2": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 3),
-                             earlyStoppingPatience=2),
-    # Seventh round, with the chosen shapes: the argmax decision (every row trained on), and an
-    # ensemble of three (as in the fourth round, now with the wider features).
-    "shape16k-tri-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **_shapes(16384, 3)),
-    "shape16k-tri-ens3-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **_shapes(16384, 3),
-                                     ensembleSize=3),
-    "shape16k-tri-ens2-argmax": dict(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **_shapes(16384, 3),
-                                     ensembleSize=2),
-    "shape16k-tri-ens3-tuned": dict(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 3),
-                                    ensembleSize=3),
+    "softmax-e64-none": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="none", **SHAPES_512),
+    # Narrow shapes: tuned thresholds, early stopping, and a wider word vocabulary (cheap with the
+    # projection).
+    "softmax-e64-tuned": _config(**SOFTMAX_E64, **TUNED, numFeatures=4096, **SHAPES_512),
+    "softmax-e64-tuned-es": _config(**SOFTMAX_E64, **TUNED, numFeatures=4096, earlyStoppingPatience=3,
+                                    epochs=12, **SHAPES_512),
+    "softmax-e64-16k": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **SHAPES_512),
+    "softmax-e64-tuned-16k": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **SHAPES_512),
+    "softmax-e64-tuned-64k": _config(**SOFTMAX_E64, **TUNED, numFeatures=65536, **SHAPES_512),
+    # Narrow shapes, 16,384 words: one network against three averaged into one, tuned or argmax.
+    "ensemble3-tuned-16k": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, ensembleSize=3, **SHAPES_512),
+    "softmax-e64-16k-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **SHAPES_512),
+    "ensemble3-16k-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, ensembleSize=3, **SHAPES_512),
+    # Larger batches, the learning rate scaled with the batch (the fit is latency-bound: a step of
+    # 64 windows costs little more than one of 16).
+    "tuned-16k-b32": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=32, learningRate=0.003,
+                             **SHAPES_512),
+    "tuned-16k-b64": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=64, learningRate=0.004,
+                             **SHAPES_512),
+    # Longer windows (more of a list or a key in view); wider token-shape hashing (the journals
+    # hold ~3,600 shapes and shape bigrams in two or more paragraphs, which 512 slots make
+    # collide), shape trigrams and 4-grams, and more hashed words beside them.
+    "tuned-16k-w100": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, windowSize=100, **SHAPES_512),
+    "tuned-16k-shape4k": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(4096, 2)),
+    "tuned-16k-shape16k": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 2)),
+    "tuned-64k-shape4k": _config(**SOFTMAX_E64, **TUNED, numFeatures=65536, **_shapes(4096, 2)),
+    "tuned-16k-shape4k-tri": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(4096, 3)),
+    "tuned-16k-shape16k-tri": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **CHOSEN_SHAPES),
+    "tuned-16k-shape64k-tri": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(65536, 3)),
+    "tuned-16k-shape16k-4grams": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 4)),
+    # The default text features, one network: with them the training loss falls to ~0.01 while
+    # the held-out loss rises from epoch 3, hence fewer epochs, or early stopping on the held-out
+    # rows' macro-F1.
+    "shape16k-tri-e6": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **CHOSEN_SHAPES, epochs=6),
+    "shape16k-tri-es2": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **CHOSEN_SHAPES,
+                                earlyStoppingPatience=2),
+    # The default text features: one, two or three networks averaged into one, argmax or tuned
+    # thresholds. shape16k-tri-ens3-argmax is BiLSTMClassifier's defaults.
+    "shape16k-tri-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **CHOSEN_SHAPES),
+    "shape16k-tri-ens3-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **CHOSEN_SHAPES,
+                                        ensembleSize=3),
+    "shape16k-tri-ens2-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **CHOSEN_SHAPES,
+                                        ensembleSize=2),
+    "shape16k-tri-ens3-tuned": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **CHOSEN_SHAPES,
+                                       ensembleSize=3),
 }
 
 
@@ -140,8 +150,8 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
-    from skol_spark.cli import _local_spark
-    from skol_spark.journals import compare_on_journals
+    from skol_spark.cli.main import _local_spark
+    from skol_spark.skol.journals import compare_on_journals
 
     spark = _local_spark("local[2]")
     folds = SPLITS[args.split]
