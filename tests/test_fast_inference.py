@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import model_of, parts_of, predictions, small_model
+from test_projection import _sparse_rows, _vector_column
 
 from skol_spark import BiLSTMClassificationModel
 from skol_spark.core.windows import window_rows
@@ -20,8 +22,6 @@ from skol_spark.nn.projection import RowsForward
 from skol_spark.nn.trained_network import TrainedNetwork
 from skol_spark.stages.params import INFERENCE_ENGINE_CONF
 from skol_spark.transform import predict
-from conftest import model_of, parts_of, predictions, small_model
-from test_projection import _sparse_rows, _vector_column
 
 W, D, K = 6, 30, 3
 

@@ -182,7 +182,9 @@ class _Graph:
         """
         model = _functional(model)
         if len(inputs) != len(model.inputs):
-            raise UnsupportedNetworkError(f"{model.name} called with {len(inputs)} inputs, it takes {len(model.inputs)}")
+            raise UnsupportedNetworkError(
+                f"{model.name} called with {len(inputs)} inputs, it takes {len(model.inputs)}"
+            )
         names = {id(tensor): name for tensor, name in zip(model.inputs, inputs)}
         for depth in sorted(model._nodes_by_depth, reverse=True):
             for node in model._nodes_by_depth[depth]:
