@@ -39,10 +39,9 @@ lint: $(STAMP)
 # The pinned legs, one venv each (.venv-<leg>): the runtime's packages first,
 # pinned by .ci/constraints-<leg>.txt as the runtime has them, then skol_spark
 # with its fast extra under the same pins, resolved beside the runtime's
-# packages so that pip keeps to their requirements (TensorFlow 2.16 holds
-# protobuf below 5, which picks the onnx release that agrees); an
-# install_requires that wanted to replace one of them fails here; then pip
-# check; then the core tests.
+# packages so that pip keeps to their requirements (onnxruntime needs a
+# protobuf, which TensorFlow 2.16 holds below 5); an install_requires that
+# wanted to replace one of them fails here; then pip check; then the core tests.
 #   lts       Spark 3.5 LTS (Databricks 14.3/15.4/16.4 LTS ML, EMR 7, Dataproc 2.2)
 #   spark40   Spark 4.0 (Databricks 17.3 LTS): the pandas UDF path, with the
 #             newest pandas, pyarrow, numpy and TensorFlow

@@ -92,6 +92,21 @@ def test_the_graph_matches_keras_on_windows_with_masked_tails():
     np.testing.assert_allclose(forward.from_rows(rows, index, mask)[mask], expected[mask], atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["ensemble of 3", "crf, no projection"])
+def test_the_graph_skol_spark_writes_is_valid_onnx(kind):
+    """The protobuf skol_spark writes, read back by the onnx package and passed through its full checker."""
+    onnx = pytest.importorskip("onnx")
+    net = _network(**NETWORKS[kind])
+    target = net.get_layer("sequence") if "ensemble" in kind else net
+    model = onnx.load_from_string(network_graph(target).model)
+    onnx.checker.check_model(model, full_check=True)
+    assert (model.ir_version, model.opset_import[0].version) == (8, 17)
+    assert [i.name for i in model.graph.input] == ["features", "rows", "mask"]
+    lstms = [n for n in model.graph.node if n.op_type == "LSTM"]
+    assert len(lstms) == (6 if "ensemble" in kind else 2)
+    assert {a.s for n in lstms for a in n.attribute if a.name == "direction"} == {b"bidirectional"}
+
+
 def test_crf_marginals_in_numpy_equal_the_keras_layer():
     rng = np.random.default_rng(4)
     emissions = rng.normal(size=(5, 7, 3)).astype(np.float32)

@@ -48,7 +48,7 @@ class OnnxForward:
         ONNX Runtime's intra-op threads (the task's cores); 0 lets it choose.
 
     Raises :class:`~skol_spark.nn.onnx_graph.UnsupportedNetworkError` for a
-    network the graph does not cover, ``ImportError`` without onnx or onnxruntime.
+    network the graph does not cover, ``ImportError`` without onnxruntime.
     """
 
     def __init__(self, model: Any, threads: int = 0):
@@ -143,7 +143,7 @@ def select_forward(model: Any, device: str | None, engine: str, threads: int = 0
         fast = OnnxForward(model, threads)
         difference = probe_difference(fast)
     except ImportError as exc:
-        reason = (f"the {exc.name or 'onnx/onnxruntime'} package is not installed on this worker "
+        reason = (f"the {exc.name or 'onnxruntime'} package is not installed on this worker "
                   "(pip install 'skol_spark[fast]')")
     except Exception as exc:  # noqa: BLE001 - an unsupported layer, or anything ONNX Runtime refuses
         text = str(exc).splitlines()[0][:300] if str(exc) else ""

@@ -3,10 +3,14 @@
 Keras stays the source of truth: the graph is derived from the layers of the
 model ``model_from_json`` rebuilt, weights included, and is checked against
 it before use (:mod:`skol_spark.nn.fast_forward`). The graph takes a block's
-rows and gathers its windows itself, like :class:`~skol_spark.nn.projection.RowsForward`:
+rows and gathers its windows itself, like :class:`~skol_spark.nn.projection.RowsForward`,
+and runs time-major inside (the LSTM nodes' layout):
 
     features (n, F) float32, rows (B, W) int64 (-1 where padded), mask (B, W) bool
-      -> Gather -> zero the padded steps -> the network's layers -> (B, W, K)
+      -> Gather (W, B, F) -> zero the padded steps -> the network's layers -> (B, W, K)
+
+The protobuf is written by :mod:`skol_spark.nn.onnx_proto`, so only
+``onnxruntime`` is needed.
 
 Each ``Bidirectional(LSTM)`` becomes one bidirectional ONNX ``LSTM`` node
 (gates reordered from Keras' i, f, c, o to ONNX's i, o, f, c; Keras' one bias
@@ -35,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from skol_spark.nn import onnx_proto
 from skol_spark.nn.crf import CRF
 
 __all__ = ["UnsupportedNetworkError", "NetworkGraph", "network_graph", "OPSET", "IR_VERSION"]
@@ -63,7 +68,7 @@ class NetworkGraph:
     emissions rather than the network's probabilities.
     """
 
-    model: bytes
+    model: bytes  # a serialized ONNX ModelProto
     crf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
@@ -75,7 +80,6 @@ def network_graph(model: Any) -> NetworkGraph:
     layer or setting the graph does not cover.
     """
     import keras
-    from onnx import TensorProto, helper
 
     model = _functional(model)
     if len(model.inputs) not in (1, 2) or len(model.outputs) != 1:
@@ -92,9 +96,9 @@ def network_graph(model: Any) -> NetworkGraph:
     index = graph.node("Max", [graph.node("Transpose", [ROWS], perm=[1, 0]), graph.const(np.zeros((), np.int64))])
     gathered = graph.node("Gather", [FEATURES, index], axis=0)
     steps_mask = graph.node("Transpose", [MASK], perm=[1, 0])
-    real = graph.node("Unsqueeze", [graph.node("Cast", [steps_mask], to=TensorProto.FLOAT), graph.const([2])])
+    real = graph.node("Unsqueeze", [graph.node("Cast", [steps_mask], to=onnx_proto.FLOAT), graph.const([2])])
     windows = graph.node("Mul", [gathered, real])
-    lengths = graph.node("ReduceSum", [graph.node("Cast", [MASK], to=TensorProto.INT32), graph.const([1])],
+    lengths = graph.node("ReduceSum", [graph.node("Cast", [MASK], to=onnx_proto.INT32), graph.const([1])],
                          keepdims=0)
     inputs = [windows, MASK] if len(model.inputs) == 2 else [windows]
     graph.masks[MASK] = lengths
@@ -105,23 +109,15 @@ def network_graph(model: Any) -> NetworkGraph:
         crf = tuple(keras.ops.convert_to_numpy(v).astype(np.float64)
                     for v in (last.operation.transitions, last.operation.start, last.operation.end))
     (output,) = graph.model_outputs(model, inputs, stop_before=last if crf is not None else None)
-    graph.nodes.append(helper.make_node("Transpose", [output], [OUTPUT], perm=[1, 0, 2]))
-    onnx_graph = helper.make_graph(
-        graph.nodes,
-        "skol_spark_network",
-        [
-            helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, ["n", width]),
-            helper.make_tensor_value_info(ROWS, TensorProto.INT64, ["batch", window]),
-            helper.make_tensor_value_info(MASK, TensorProto.BOOL, ["batch", window]),
-        ],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", window, None])],
-        initializer=graph.initializers,
-    )
-    onnx_model = helper.make_model(
-        onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="skol_spark"
-    )
-    onnx_model.ir_version = IR_VERSION
-    return NetworkGraph(onnx_model.SerializeToString(), crf)
+    graph.nodes.append(onnx_proto.node("Transpose", [output], [OUTPUT], perm=[1, 0, 2]))
+    inputs = [
+        onnx_proto.value_info(FEATURES, onnx_proto.FLOAT, ["n", width]),
+        onnx_proto.value_info(ROWS, onnx_proto.INT64, ["batch", window]),
+        onnx_proto.value_info(MASK, onnx_proto.BOOL, ["batch", window]),
+    ]
+    outputs = [onnx_proto.value_info(OUTPUT, onnx_proto.FLOAT, ["batch", window, None])]
+    body = onnx_proto.graph(graph.nodes, "skol_spark_network", inputs, outputs, graph.initializers)
+    return NetworkGraph(onnx_proto.model(body, OPSET, IR_VERSION, "skol_spark"), crf)
 
 
 def _producer(tensor: Any) -> Any:
@@ -148,8 +144,8 @@ class _Graph:
     """ONNX nodes and initializers, with fresh names."""
 
     def __init__(self) -> None:
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
+        self.nodes: list[bytes] = []  # serialized NodeProtos
+        self.initializers: list[bytes] = []  # serialized TensorProtos
         self.masks: dict[str, str] = {}  # mask tensor -> its per-window count of real steps
         self._count = 0
 
@@ -158,20 +154,16 @@ class _Graph:
         return f"{prefix}_{self._count}"
 
     def const(self, value: Any, dtype: Any = None) -> str:
-        from onnx import numpy_helper
-
         array = np.asarray(value, dtype=dtype)
         if array.dtype == np.float64:
             array = array.astype(np.float32)
         name = self.fresh("const")
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append(onnx_proto.tensor(name, array))
         return name
 
     def node(self, op: str, inputs: list[str], outputs: int = 1, **attributes: Any) -> Any:
-        from onnx import helper
-
         names = [self.fresh(op.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op, inputs, names, **attributes))
+        self.nodes.append(onnx_proto.node(op, inputs, names, **attributes))
         return names[0] if outputs == 1 else names
 
     def model_outputs(self, model: Any, inputs: list[str], stop_before: Any = None) -> list[str]:

@@ -330,7 +330,7 @@ class _TransformParams(Params):
     inferenceEngine: Param[str] = _param(
         "inferenceEngine",
         "what runs the network on the executors: 'auto' runs it compiled by ONNX Runtime on the "
-        "CPU (the 'fast' extra: onnx and onnxruntime), checked against Keras on probe windows when "
+        "CPU (the 'fast' extra: onnxruntime), checked against Keras on probe windows when "
         "each worker builds it, and falls back to Keras with one warning saying why (a layer it "
         "does not translate, a mismatch, a missing package); 'keras' always runs Keras. The Spark "
         f"conf {INFERENCE_ENGINE_CONF}=keras forces Keras for every model of the session.",
