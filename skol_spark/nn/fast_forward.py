@@ -30,8 +30,8 @@ __all__ = ["OnnxForward", "probe_difference", "select_forward", "PROBE_TOLERANCE
 
 # The fast path is used only when it matches Keras this closely on the probe (probabilities).
 PROBE_TOLERANCE = 1e-5
-# Windows per ONNX Runtime call: a batch's windows run in chunks of this many, where the
-# LSTM kernel's per-step state stays in cache (bench/bench_projection.py --engines).
+# Windows per ONNX Runtime call: a batch's windows run in chunks of this many (chunks of
+# 16-64 windows ran 10-25 % faster than whole batches of 256 in interleaved runs).
 CHUNK_WINDOWS = 64
 # The probe's windows, densified for the Keras reference, stay under this many bytes.
 _PROBE_BYTES = 64 << 20
