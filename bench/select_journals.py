@@ -107,6 +107,9 @@ CONFIGURATIONS = {
     # Fewer epochs: with today's features the training loss falls below 0.01 by epoch 8 and
     # held-out volumes get confident errors.
     "ep4-e1": _config(epochs=4),
+    "ep3-e1": _config(epochs=3),
+    # More dropout (in and between the LSTM layers).
+    "drop5-e1": _config(dropout=0.5),
 }
 
 
@@ -236,7 +239,7 @@ def _spark():
 
     spark = (SparkSession.builder.master("local[2]").appName("select_journals")
              .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", "4").config("spark.driver.memory", "4g").getOrCreate())
+             .config("spark.sql.shuffle.partitions", "4").config("spark.driver.memory", "2g").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
