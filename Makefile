@@ -11,7 +11,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-lts test-spark40 lint install clean journals journals-transfer
+.PHONY: demo test test-slow test-lts test-spark40 lint install clean journals journals-transfer journals-lovo
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,11 +70,16 @@ clean:
 	rm -rf $(VENV) $(addprefix .venv-,$(PINNED_LEGS)) build dist *.egg-info .pytest_cache
 
 # The real-data comparison of BENCHMARKS.md (needs ../shared/data/skol-annotated):
-# BiLSTM, linear-chain CRF and logistic regression on the public split, and
-# across journals. JOURNALS_ARGS=--baselines-only skips the BiLSTM.
+# BiLSTM, the feature-rich and the plain linear-chain CRF and logistic
+# regression on the public split, each journal left out (transfer), and each
+# of the nine volumes left out (lovo). JOURNALS_ARGS=--baselines-only skips
+# the BiLSTM; JOURNALS_ARGS="--folds Mycotaxon/Vol056" runs one LOVO fold.
 JOURNALS_ARGS ?=
 journals: $(STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --json journals.json $(JOURNALS_ARGS)
 
 journals-transfer: $(STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --transfer --json journals-transfer.json $(JOURNALS_ARGS)
+
+journals-lovo: $(STAMP)
+	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark journals --lovo --json journals-lovo.json $(JOURNALS_ARGS)

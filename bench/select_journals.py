@@ -1,183 +1,316 @@
-"""Choose the BiLSTM's default settings on the training volumes only.
+"""Choose the BiLSTM's defaults by how they do on volumes and a journal they were not trained on.
 
-No evaluation volume is ever read. Two ways to split the training volumes:
+The protocol (BENCHMARKS.md, "How the defaults are chosen"):
 
-* ``--split folds`` (the default): two folds, each training on about half of
-  the training volumes of both journals and validating on the other half
-  (fold A trains on Mycotaxon Vol054, Vol056, the odd articles of Vol117 and
-  Persoonia Vol016 issues n1-n2; fold B on the rest), as the public split
-  trains and evaluates on both journals; every configuration runs with each
-  of ``--seeds`` on both folds, and the line shows the mean (the seed alone
-  moves one fold's macro-F1 by up to 0.04, more than most effects measured);
-* ``--split select``: train on Mycotaxon Vol054-056 + Vol117, validate on
-  Mycotaxon Vol057 + Persoonia Vol016, one seed (a single split, cheaper and
-  noisier than the folds).
+* **Folds.** Leave one volume out over the nine public volumes (``lovo``,
+  nine folds) and leave one journal out (``transfer``, two folds). A
+  configuration wins only if it wins on both. The public split (``public``)
+  is run for the report only; it never chooses.
+* **Seeds.** Screen with one seed; a final choice runs with at least three.
+  A BiLSTM with ``ensembleSize`` M averages M networks trained one after the
+  other exactly as single networks, so averaging the probabilities of single
+  networks of three seeds (``--ensemble 0,1,2`` in the report) estimates what
+  the 3-network ensemble does, at no extra fit.
+* **Intervals.** Paired block-bootstrap intervals (blocks of 100 consecutive
+  paragraphs resampled within each fold, :mod:`skol_spark.skol.protocol`) on
+  the macro-F1 difference to each baseline; per-class precision and recall,
+  pooled over the folds' rows.
+* **Decision rules** are judged offline from the saved probabilities: argmax,
+  the class weights' prior divided out (``prior:A``: argmax of p_c / w_c^A),
+  and ``nested``: for each fold, the A that scores best on the other LOVO
+  folds (the source journal's LOVO folds for a transfer fold).
 
-One configuration after the other in one Spark session; the CRF baseline and
-the logistic regression run once per split for reference.
+Every run (configuration, fold, seed) is one JSON file in the results
+directory (git-ignored, ``bench/results/select_journals`` by default) with
+its per-row labels and the BiLSTM's probabilities; a run whose file exists is
+not run again, so an interrupted run resumes, and ``report`` rebuilds every
+table from the files. Text features are fitted once per fold and feature set
+and cached there as Parquet.
 
-    .venv/bin/python bench/select_journals.py --only shape16k-tri-ens3-argmax      # the defaults; folds, seeds 0-2
-    .venv/bin/python bench/select_journals.py --split select --only crf-e64 --seeds 0
+    .venv/bin/python bench/select_journals.py run --baselines --folds lovo,transfer,public
+    .venv/bin/python bench/select_journals.py run --configs base-e1,sqrt-e1 --seeds 0
+    .venv/bin/python bench/select_journals.py report --configs base-e1,sqrt-e1 --decisions
+    .venv/bin/python bench/select_journals.py report --configs base-e1 --ensemble 0,1,2
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SELECT_TRAIN = ("Mycotaxon/Vol054", "Mycotaxon/Vol055", "Mycotaxon/Vol056", "Mycotaxon/Vol117")
-SELECT_VALIDATE = ("Mycotaxon/Vol057", "Persoonia/Vol016")
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from select_report import BASELINES, report  # noqa: E402
+
+from skol_spark.skol.journals import EVAL_VOLUMES, LOVO_SPLITS, TRAIN_VOLUMES, TRANSFER_SPLITS  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "select_journals"
+DATA = Path("..") / "shared" / "data" / "skol-annotated" / "journals"
+
+# fold name -> (training volumes, evaluated volumes)
+FOLDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    **{f"lovo:{v}": split for v, split in LOVO_SPLITS.items()},
+    **{f"transfer:{name}": split for name, split in TRANSFER_SPLITS.items()},
+    "public": (TRAIN_VOLUMES, EVAL_VOLUMES),
+}
+FOLD_GROUPS = {
+    "lovo": [f for f in FOLDS if f.startswith("lovo:")],
+    "transfer": [f for f in FOLDS if f.startswith("transfer:")],
+    "public": ["public"],
+}
+
+# Today's BiLSTM (the estimator's defaults when this protocol was set up), every setting named,
+# so that a configuration means the same whatever the defaults become. One network unless a
+# configuration says otherwise.
+TODAY = dict(windowSize=50, hiddenSize=64, embeddingSize=64, numLayers=2, dropout=0.3, epochs=8, batchSize=16,
+             learningRate=0.002, outputLayer="softmax", weightStrategy="balanced", validationFraction=0.0,
+             tuneThresholds=False, ensembleSize=1)
+# Today's text features.
+TODAY_FEATURES = dict(numFeatures=16384, layout=True,
+                      feature_options=dict(shape=True, cues=True, numShapeFeatures=16384, shapeNgrams=3))
 
 
-def _articles(parity: int) -> tuple[str, ...]:
-    return tuple(f"Mycotaxon/Vol117/s{i}.txt.ann" for i in range(1, 50) if i % 2 == parity)
+def _config(features: dict | None = None, **params) -> dict:
+    options = {**TODAY_FEATURES["feature_options"], **(features or {})}
+    return {"params": {**TODAY, **params}, "features": {**TODAY_FEATURES, "feature_options": options}}
 
 
-FOLD_A = ("Mycotaxon/Vol054", "Mycotaxon/Vol056", *_articles(1),
-          "Persoonia/Vol016/n1.txt.ann", "Persoonia/Vol016/n2.txt.ann")
-FOLD_B = ("Mycotaxon/Vol055", "Mycotaxon/Vol057", *_articles(0),
-          "Persoonia/Vol016/n3.txt.ann", "Persoonia/Vol016/n4.txt.ann")
-# split name -> [(train, validate), ...]
-SPLITS = {"folds": [(FOLD_A, FOLD_B), (FOLD_B, FOLD_A)], "select": [(SELECT_TRAIN, SELECT_VALIDATE)]}
-
-# A configuration is a set of BiLSTMClassifier Params over the estimator's own defaults (plus
-# compare_on_journals' numFeatures and feature_options). Each names its vocabulary width, token
-# shapes, decision and number of networks, so that a configuration's runs mean the same whatever
-# the defaults become; what it leaves out (window, units, layers, epochs, ...) is the estimator's.
-ARGMAX = dict(validationFraction=0.0, tuneThresholds=False)  # every row trained on, argmax decision
-TUNED = dict(validationFraction=0.1, tuneThresholds=True)  # 10 % of the rows held out to tune thresholds on
-SOFTMAX_E64 = dict(outputLayer="softmax", embeddingSize=64)
-
-
-def _shapes(width: int, ngrams: int) -> dict:
-    """Token shapes and their runs of up to ``ngrams``, hashed into ``width`` slots."""
-    return dict(feature_options=dict(numShapeFeatures=width, shapeNgrams=ngrams))
-
-
-SHAPES_512 = _shapes(512, 2)  # narrow token shapes: shapes and shape bigrams in 512 slots (they collide)
-CHOSEN_SHAPES = _shapes(16384, 3)  # the default text features' shapes: up to trigrams in 16,384 slots
-
-
-def _config(**params) -> dict:
-    """``params`` over the estimator's defaults; one network unless ``params`` name ``ensembleSize``."""
-    return {"ensembleSize": 1, **params}
-
-
-# name -> the configuration (numFeatures: the hashed word TF-IDF width). The names are those of
-# recorded runs: keep them, and add a name rather than change what one means.
+# name -> {"params": BiLSTMClassifier Params, "features": compare_on_journals' text features}.
+# Names are those of recorded runs: add a name rather than change what one means.
 CONFIGURATIONS = {
-    # Narrow shapes, 4,096 hashed words: the output layer (softmax or a linear-chain CRF), the
-    # projection's width and the class weights.
-    "softmax-e64": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, **SHAPES_512),
-    "crf-e64": _config(outputLayer="crf", embeddingSize=64, **ARGMAX, numFeatures=4096, **SHAPES_512),
-    "softmax-e128": _config(outputLayer="softmax", embeddingSize=128, **ARGMAX, numFeatures=4096, **SHAPES_512),
-    "softmax-e64-sqrt": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="sqrt_inverse",
-                                **SHAPES_512),
-    "softmax-e64-none": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=4096, weightStrategy="none", **SHAPES_512),
-    # Narrow shapes: tuned thresholds, early stopping, and a wider word vocabulary (cheap with the
-    # projection).
-    "softmax-e64-tuned": _config(**SOFTMAX_E64, **TUNED, numFeatures=4096, **SHAPES_512),
-    "softmax-e64-tuned-es": _config(**SOFTMAX_E64, **TUNED, numFeatures=4096, earlyStoppingPatience=3,
-                                    epochs=12, **SHAPES_512),
-    "softmax-e64-16k": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **SHAPES_512),
-    "softmax-e64-tuned-16k": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **SHAPES_512),
-    "softmax-e64-tuned-64k": _config(**SOFTMAX_E64, **TUNED, numFeatures=65536, **SHAPES_512),
-    # Narrow shapes, 16,384 words: one network against three averaged into one, tuned or argmax.
-    "ensemble3-tuned-16k": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, ensembleSize=3, **SHAPES_512),
-    "softmax-e64-16k-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **SHAPES_512),
-    "ensemble3-16k-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, ensembleSize=3, **SHAPES_512),
-    # Larger batches, the learning rate scaled with the batch (the fit is latency-bound: a step of
-    # 64 windows costs little more than one of 16).
-    "tuned-16k-b32": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=32, learningRate=0.003,
-                             **SHAPES_512),
-    "tuned-16k-b64": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, batchSize=64, learningRate=0.004,
-                             **SHAPES_512),
-    # Longer windows (more of a list or a key in view); wider token-shape hashing (the journals
-    # hold ~3,600 shapes and shape bigrams in two or more paragraphs, which 512 slots make
-    # collide), shape trigrams and 4-grams, and more hashed words beside them.
-    "tuned-16k-w100": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, windowSize=100, **SHAPES_512),
-    "tuned-16k-shape4k": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(4096, 2)),
-    "tuned-16k-shape16k": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 2)),
-    "tuned-64k-shape4k": _config(**SOFTMAX_E64, **TUNED, numFeatures=65536, **_shapes(4096, 2)),
-    "tuned-16k-shape4k-tri": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(4096, 3)),
-    "tuned-16k-shape16k-tri": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **CHOSEN_SHAPES),
-    "tuned-16k-shape64k-tri": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(65536, 3)),
-    "tuned-16k-shape16k-4grams": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **_shapes(16384, 4)),
-    # The default text features, one network: with them the training loss falls to ~0.01 while
-    # the held-out loss rises from epoch 3, hence fewer epochs, or early stopping on the held-out
-    # rows' macro-F1.
-    "shape16k-tri-e6": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **CHOSEN_SHAPES, epochs=6),
-    "shape16k-tri-es2": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **CHOSEN_SHAPES,
-                                earlyStoppingPatience=2),
-    # The default text features: one, two or three networks averaged into one, argmax or tuned
-    # thresholds. shape16k-tri-ens3-argmax is BiLSTMClassifier's defaults.
-    "shape16k-tri-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **CHOSEN_SHAPES),
-    "shape16k-tri-ens3-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **CHOSEN_SHAPES,
-                                        ensembleSize=3),
-    "shape16k-tri-ens2-argmax": _config(**SOFTMAX_E64, **ARGMAX, numFeatures=16384, **CHOSEN_SHAPES,
-                                        ensembleSize=2),
-    "shape16k-tri-ens3-tuned": _config(**SOFTMAX_E64, **TUNED, numFeatures=16384, **CHOSEN_SHAPES,
-                                       ensembleSize=3),
+    # Today's network and features, one network.
+    "base-e1": _config(),
+    # The class weights (the decision rule is judged offline from the same runs).
+    "none-e1": _config(weightStrategy="none"),
+    "sqrt-e1": _config(weightStrategy="sqrt_inverse"),
+    # A linear-chain CRF output layer (one network: ensembles need softmax).
+    "crfout-e1": _config(outputLayer="crf"),
+    "crfout-none-e1": _config(outputLayer="crf", weightStrategy="none"),
+    # Inputs the feature-rich CRF has: word bigrams, suffixes, first and last word; taxonomic
+    # cue counts and flags and the relative position.
+    "words-e1": _config(features=dict(wordTerms=True)),
+    "taxon-e1": _config(features=dict(taxonCues=True, position=True)),
+    # Layout standardized within each document, beside the absolute layout or instead of it.
+    "rellayout-e1": _config(features=dict(relativeLayout=True)),
+    # Word2Vec vectors fitted on each fold's training text.
+    "w2v64-e1": _config(features=dict(wordVectors=64)),
+    # Fewer epochs: with today's features the training loss falls below 0.01 by epoch 8 and
+    # held-out volumes get confident errors.
+    "ep4-e1": _config(epochs=4),
+    "ep3-e1": _config(epochs=3),
+    # More dropout (in and between the LSTM layers).
+    "drop5-e1": _config(dropout=0.5),
 }
 
 
-def _scores(report) -> dict:
-    return {"macro_f1": report.macro_f1, "nomenclature": report.f1_of("Nomenclature"),
-            "description": report.f1_of("Description")}
+def _slug(text: str) -> str:
+    return text.replace(" -> ", "-to-").replace("/", "-").replace(":", "-").replace(" ", "_")
 
 
-def _line(name: str, runs: list[dict]) -> str:
-    mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("macro_f1", "nomenclature", "description")}
-    each = " ".join(f"{r['macro_f1']:.4f}" for r in runs)
-    fit = sum(r.get("fit_seconds", 0.0) for r in runs) / len(runs)
-    return (f"{name:>22}: macro-F1 {mean['macro_f1']:.4f}  Nomenclature {mean['nomenclature']:.4f}  "
-            f"Description {mean['description']:.4f}  fit {fit:.0f} s  (runs: {each})")
+def _digest(value: dict) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _defaults_config() -> tuple[str, dict]:
+    """The estimator's and the text pipeline's defaults as they are now, named by their digest."""
+    from skol_spark.skol import text_pipeline as tp
+    from skol_spark.stages.classifier import BiLSTMClassifier
+
+    estimator = BiLSTMClassifier()
+    params = {p.name: estimator.getOrDefault(p) for p in estimator.params
+              if estimator.hasDefault(p) and p.name not in ("mlflowLogging", "seed")}
+    features = dict(numFeatures=tp.DEFAULT_NUM_FEATURES, layout=True, feature_options=dict(
+        shape=True, cues=True, numShapeFeatures=tp.DEFAULT_NUM_SHAPE_FEATURES, shapeNgrams=tp.DEFAULT_SHAPE_NGRAMS,
+        wordTerms=tp.DEFAULT_WORD_TERMS, numWordTermFeatures=tp.DEFAULT_NUM_WORD_TERM_FEATURES,
+        taxonCues=tp.DEFAULT_TAXON_CUES, position=tp.DEFAULT_POSITION, relativeLayout=tp.DEFAULT_RELATIVE_LAYOUT,
+        wordVectors=tp.DEFAULT_WORD_VECTORS))
+    config = {"params": params, "features": features}
+    return f"defaults-{_digest(config)}", config
+
+
+def configuration(name: str) -> tuple[str, dict]:
+    if name == "defaults":
+        return _defaults_config()
+    if name not in CONFIGURATIONS:
+        raise SystemExit(f"unknown configuration {name!r}; known: defaults, {', '.join(CONFIGURATIONS)}")
+    return name, CONFIGURATIONS[name]
+
+
+def _folds(spec: str) -> list[str]:
+    out = []
+    for part in spec.split(","):
+        part = part.strip()
+        if part in FOLD_GROUPS:
+            out += FOLD_GROUPS[part]
+        elif part in FOLDS:
+            out.append(part)
+        else:
+            raise SystemExit(f"unknown fold {part!r}; known: {', '.join([*FOLD_GROUPS, *FOLDS])}")
+    return list(dict.fromkeys(out))
+
+
+def run_path(results: Path, model: str, fold: str, seed: int) -> Path:
+    return results / "runs" / model / _slug(fold) / f"seed{seed}.json"
+
+
+def _git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def _write_run(path: Path, comparison, model: str, record: dict) -> None:
+    """One run's JSON: what ran, its report, and its per-row labels (and probabilities)."""
+    rows = comparison.rows[model]
+    docs = sorted(set(rows["doc_id"]))
+    index = {d: i for i, d in enumerate(docs)}
+    record = {
+        **record,
+        "labels": comparison.reports[model].labels,
+        "report": comparison.reports[model].to_dict(),
+        "fit_seconds": comparison.fit_seconds.get(model),
+        "class_weights": list(comparison.settings["class_weights"].values()),
+        "revision": _git_revision(),
+        "rows": {
+            "docs": docs,
+            "doc": [index[d] for d in rows["doc_id"]],
+            "line_number": rows["line_number"].astype(int).tolist(),
+            "label": rows["label"].astype(int).tolist(),
+            "prediction": rows["prediction"].astype(int).tolist(),
+        },
+    }
+    if "probability" in rows:
+        record["rows"]["probability"] = np.round(np.stack(rows["probability"].to_numpy()), 5).tolist()
+    if model == "bilstm":
+        record["history"] = comparison.history
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+
+
+class FeatureCache:
+    """Fold data with the text features fitted once per (fold, feature set), kept as Parquet."""
+
+    def __init__(self, spark, data: Path, results: Path) -> None:
+        self.spark, self.data, self.results = spark, data, results
+
+    def get(self, fold: str, features: dict, vectors: bool, text: bool = True):
+        from skol_spark.skol.journals import FoldData, fold_data, load_volumes
+
+        train_volumes, eval_volumes = FOLDS[fold]
+        if not vectors:
+            return fold_data(self.spark, self.data, train_volumes, eval_volumes, vectors=False)
+        where = self.results / "features" / _digest(features) / _slug(fold)
+        meta = where / "meta.json"
+        if meta.exists():
+            labels = json.loads(meta.read_text())["labels"]
+            # The raw text only where a model reads it (the logistic regression's class counts).
+            train, test = (load_volumes(self.spark, self.data, train_volumes), None) if text else (None, None)
+            train_f = self.spark.read.parquet(str(where / "train")).cache()
+            test_f = self.spark.read.parquet(str(where / "test")).cache()
+            return FoldData(tuple(train_volumes), tuple(eval_volumes), train, test, labels, None, train_f, test_f)
+        started = time.perf_counter()
+        data = fold_data(self.spark, self.data, train_volumes, eval_volumes, features["numFeatures"],
+                         features["layout"], None, features["feature_options"])
+        # Rows in document order so the cached files read back as the fit would see them; meta.json
+        # last, so a cache without it is incomplete and is rebuilt.
+        for name, df in (("train", data.train_f), ("test", data.test_f)):
+            df.orderBy("doc_id", "line_number").write.mode("overwrite").parquet(str(where / name))
+        meta.write_text(json.dumps({"labels": data.labels, "features": features, "fold": fold,
+                                    "seconds": time.perf_counter() - started}))
+        return data
+
+
+def _spark():
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master("local[2]").appName("select_journals")
+             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+             .config("spark.sql.shuffle.partitions", "4").config("spark.driver.memory", "2g").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def run(args: argparse.Namespace) -> None:
+    from skol_spark.skol.journals import compare_on_fold
+
+    results = Path(args.results)
+    spark = _spark()
+    cache = FeatureCache(spark, Path(args.data), results)
+    folds = _folds(args.folds)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    todo: list[tuple[str, dict, str, int]] = []
+    for model in (args.baselines.split(",") if args.baselines else []):
+        if model not in BASELINES:
+            raise SystemExit(f"unknown baseline {model!r}; known: {', '.join(BASELINES)}")
+        todo += [(model, _config(), fold, 0) for fold in folds]
+    for name in (args.configs.split(",") if args.configs else []):
+        name, config = configuration(name.strip())
+        todo += [(name, config, fold, seed) for seed in seeds for fold in folds]
+    for name, config, fold, seed in todo:
+        model = name if name in BASELINES else "bilstm"
+        path = run_path(results, name, fold, seed)
+        if path.exists():
+            continue
+        started = time.perf_counter()
+        data = cache.get(fold, config["features"], vectors=model in ("bilstm", "logistic"), text=model != "bilstm")
+        params = {**config["params"], "seed": seed, "mlflowLogging": False}
+        comparison = compare_on_fold(data, (model,), **params)
+        _write_run(path, comparison, model, {"config": name, "model": model, "fold": fold, "seed": seed,
+                                             "params": config["params"], "features": config["features"]})
+        for df in (data.train_f, data.test_f):
+            if df is not None:
+                df.unpersist()
+        report_ = comparison.reports[model]
+        print(f"{name:>16} {fold:<34} seed {seed}: macro-F1 {report_.macro_f1:.4f} "
+              f"(fit {comparison.fit_seconds[model]:.0f} s, run {time.perf_counter() - started:.0f} s)", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.path.join("..", "shared", "data", "skol-annotated", "journals"))
-    parser.add_argument("--split", choices=sorted(SPLITS), default="folds")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated BiLSTM seeds, each run on every fold")
-    parser.add_argument("--only", action="append", choices=sorted(CONFIGURATIONS))
-    parser.add_argument("--no-baselines", action="store_true")
-    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--results", default=str(RESULTS), help="results directory (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    runner = commands.add_parser("run", help="run what is missing and save one JSON per run")
+    runner.add_argument("--data", default=str(DATA))
+    runner.add_argument("--configs", help=f"comma-separated: defaults, {', '.join(CONFIGURATIONS)}")
+    runner.add_argument("--baselines", nargs="?", const=",".join(BASELINES), metavar="LIST",
+                        help="baselines to run, comma-separated (alone: all of %(const)s); deterministic, one run "
+                             "each")
+    runner.add_argument("--folds", default="lovo,transfer", help="fold groups (lovo, transfer, public) or "
+                                                                 "fold names, comma-separated")
+    runner.add_argument("--seeds", default="0")
+    reporter = commands.add_parser("report", help="tables from the saved runs")
+    reporter.add_argument("--configs", required=True, help="configurations (or 'defaults'), comma-separated")
+    reporter.add_argument("--seeds", default="0", help="seeds averaged in the tables (each seed scored, "
+                                                       "then the scores averaged)")
+    reporter.add_argument("--ensemble", help="also score the average of these seeds' probabilities, "
+                                             "e.g. 0,1,2 (an estimate of a 3-network ensemble)")
+    reporter.add_argument("--decisions", action="store_true", help="also score the offline decision rules")
+    reporter.add_argument("--resamples", type=int, default=2000)
+    reporter.add_argument("--markdown", action="store_true", help="tables as Markdown")
     args = parser.parse_args()
+    if args.command == "run":
+        import logging
 
-    from skol_spark.cli.main import _local_spark
-    from skol_spark.skol.journals import compare_on_journals
-
-    spark = _local_spark("local[2]")
-    folds = SPLITS[args.split]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    results: dict[str, list[dict]] = {}
-    if not args.no_baselines:
-        for train, validate in folds:
-            base = compare_on_journals(spark, args.data, train, validate, models=("crf", "logistic"))
-            for name, report in base.reports.items():
-                results.setdefault(name, []).append(_scores(report))
-        for name in ("crf", "logistic"):
-            print(_line(name, results[name]), flush=True)
-    for name in args.only or list(CONFIGURATIONS):
-        started = time.perf_counter()
-        for seed in seeds:
-            for train, validate in folds:
-                result = compare_on_journals(
-                    spark, args.data, train, validate, models=("bilstm",), **{"seed": seed, **CONFIGURATIONS[name]}
-                )
-                results.setdefault(name, []).append(
-                    dict(_scores(result.bilstm), fit_seconds=result.fit_seconds["bilstm"], seed=seed)
-                )
-        print(_line(name, results[name]) + f" (run {time.perf_counter() - started:.0f} s)", flush=True)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"split": args.split, "seeds": seeds, "results": results}, out, indent=2)
+        logging.basicConfig(format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("skol_spark").setLevel(logging.INFO)
+        run(args)
+    else:
+        names = [configuration(n.strip())[0] for n in args.configs.split(",")]
+        print(report(Path(args.results), names, args, _folds("lovo,transfer,public"), run_path))
 
 
 if __name__ == "__main__":

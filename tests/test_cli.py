@@ -273,3 +273,28 @@ def test_journals_seed_and_epochs_override_the_defaults_only_when_given():
     assert journal_overrides(build_parser().parse_args(["journals"])) == {}
     args = build_parser().parse_args(["journals", "--seed", "0", "--epochs", "3"])
     assert journal_overrides(args) == {"seed": 0, "epochs": 3}
+
+
+def test_text_feature_options_default_to_the_pipelines_and_reach_its_stages(spark):
+    from skol_spark.cli.jobs import make_estimator
+    from skol_spark.cli.main import _columns, _feature_values, build_parser
+    from skol_spark.skol import text_pipeline as tp
+
+    base = ["train", "--input", "x.parquet", "--model", "m"]
+    values = _feature_values(build_parser().parse_args(base))
+    assert values == {"shape": True, "cues": True, "numShapeFeatures": tp.DEFAULT_NUM_SHAPE_FEATURES,
+                      "shapeNgrams": tp.DEFAULT_SHAPE_NGRAMS, "wordTerms": tp.DEFAULT_WORD_TERMS,
+                      "numWordTermFeatures": tp.DEFAULT_NUM_WORD_TERM_FEATURES, "taxonCues": tp.DEFAULT_TAXON_CUES,
+                      "position": tp.DEFAULT_POSITION, "relativeLayout": tp.DEFAULT_RELATIVE_LAYOUT,
+                      "wordVectors": tp.DEFAULT_WORD_VECTORS}
+    args = build_parser().parse_args([*base, "--word-terms", "true", "--num-word-term-features", "32",
+                                      "--taxon-cues", "yes", "--position", "1", "--relative-layout", "true",
+                                      "--word-vectors", "16", "--doc-col", "article"])
+    text = spark.createDataFrame([("d", 0, "Pileus brown.", "Description")], ["article", "line_number", "text", "label"])
+    stages = make_estimator(text, _columns(args), {}, feature_options=_feature_values(args)).getStages()
+    names = [type(s).__name__ for s in stages]
+    assert "Word2Vec" in names and [s.getVectorSize() for s in stages if type(s).__name__ == "Word2Vec"] == [16]
+    assert [s.getNumFeatures() for s in stages if s.hasParam("inputCol") and s.getInputCol() == "word_terms"] == [32]
+    statements = " ".join(s.getStatement() for s in stages if type(s).__name__ == "SQLTransformer")
+    assert "cue_binomials" in statements and "PARTITION BY `article`" in statements
+    assert "position_relative" in statements and "layout_rel_length" in statements

@@ -113,3 +113,98 @@ def test_skol_pipeline_passes_classifier_params_through_and_keeps_the_estimators
     assert {p.name: v for p, v in tuned._paramMap.items()} == {
         "featuresCol": "features", "labelCol": "label_index", "epochs": 2, "outputLayer": "crf"
     }
+
+
+def test_word_terms_are_bigrams_suffixes_and_first_and_last_words(paragraphs):
+    out = _fit(paragraphs, wordTerms=True).transform(paragraphs).select("word_terms").collect()
+    terms = out[2].word_terms  # "Pileus 2-5 cm broad, brown (Smith et al. 2001); gen. nov."
+    assert terms[:3] == ["pileus 2", "2 5", "5 cm"]
+    assert {"s3:eus", "s4:leus", "s3:oad", "s4:road", "s3:own", "s4:rown", "s3:ith", "s4:mith"} <= set(terms)
+    assert "s3:cm" not in terms and not any(t.startswith("s3:") and t.endswith("001") for t in terms)
+    assert terms[-2:] == ["first:pileus", "last:nov"]
+    assert out[3].word_terms == ["we thank", "thank the", "the curators", "s3:ank", "s3:ors", "s4:hank", "s4:tors",
+                                 "first:we", "last:curators"]
+
+
+def test_word_terms_of_an_empty_paragraph_are_empty(spark):
+    df = spark.createDataFrame([("",), ("...",), ("Agaricus",)], ["text"])
+    rows = Pipeline(stages=text_feature_stages(numFeatures=16, wordTerms=True)).fit(df).transform(df).collect()
+    assert [r.word_terms for r in rows] == [[], [], ["s3:cus", "s4:icus", "first:agaricus", "last:agaricus"]]
+
+
+def test_taxon_cues_count_binomials_citations_ranges_and_flag_types(spark):
+    from skol_spark.skol.text_pipeline import TAXON_CUE_COLUMNS
+
+    df = spark.createDataFrame([
+        ("Holotype: Agaricus niger (Fr.) Smith, Boletus albus; spores 5-7 × 3-4 µm, 2,5–3 μm. Etymology: dark.",),
+        ("Specimens examined: Amanita muscaria, Amanita rubra, Amanita alba, Amanita nova, Amanita vera.",),
+        ("We thank the curators",),
+    ], ["text"])
+    rows = Pipeline(stages=text_feature_stages(numFeatures=16, taxonCues=True)).fit(df).transform(df).collect()
+    first, second, third = ({c: r[c] for c in TAXON_CUE_COLUMNS} for r in rows)
+    assert first == {"cue_binomials": 0.5, "cue_citations": 0.25, "cue_ranges": 0.75, "cue_type": 1.0,
+                     "cue_etymology": 1.0, "cue_examined": 0.0, "cue_micrometres": 1.0, "cue_times": 1.0}
+    assert second["cue_binomials"] == 1.0 and second["cue_examined"] == 1.0  # five binomials, capped at 4
+    assert set(third.values()) == {0.0}
+
+
+def test_position_and_relative_layout_look_at_the_whole_document(spark):
+    from skol_spark.skol.text_pipeline import RELATIVE_LAYOUT_COLUMNS
+
+    long = "a long paragraph with many words\n" * 4
+    df = spark.createDataFrame(
+        [("a", 10, "short"), ("a", 11, long), ("a", 12, "short"), ("b", 0, "alone")],
+        ["doc_id", "line_number", "text"],
+    )
+    stages = text_feature_stages(numFeatures=16, position=True, relativeLayout=True)
+    rows = {(r.doc_id, r.line_number): r for r in Pipeline(stages=stages).fit(df).transform(df).collect()}
+    assert [rows["a", p].position_relative for p in (10, 11, 12)] == [0.0, 0.5, 1.0]
+    assert rows["b", 0].position_relative == 0.0
+    length = np.log1p([5, len(long), 5])
+    z = (length - length.mean()) / length.std() / 3
+    assert [rows["a", p].layout_rel_length for p in (10, 11, 12)] == pytest.approx(z)
+    assert rows["a", 11].layout_rel_lines > 0 > rows["a", 10].layout_rel_lines
+    assert all(-1 <= rows[k][c] <= 1 for k in rows for c in RELATIVE_LAYOUT_COLUMNS)
+    assert all(rows["b", 0][c] == 0.0 for c in RELATIVE_LAYOUT_COLUMNS)  # one paragraph: no spread
+
+
+def test_word_vectors_are_fitted_on_the_training_text(spark):
+    df = spark.createDataFrame(ROWS * 5, ["text"])  # Word2Vec keeps words seen 5 times or more
+    model = _fit(df, wordVectors=8, shape=False, cues=False, layout=False)
+    word2vec = [s for s in model.stages if type(s).__name__ == "Word2VecModel"][0]
+    vocabulary = {r.word for r in word2vec.getVectors().collect()}
+    assert word2vec.getVectorSize() == 8 and {"agaricus", "curators", "pileus"} <= vocabulary
+    rows = model.transform(df).select("word_vector", "features").collect()
+    assert len(rows[0].features) == 64 + 8 and np.allclose(rows[0].features.toArray()[64:], rows[0].word_vector)
+
+
+def test_feature_width_with_the_optional_inputs(paragraphs):
+    from skol_spark.skol.text_pipeline import RELATIVE_LAYOUT_COLUMNS, TAXON_CUE_COLUMNS
+
+    base = len(_fit(paragraphs, shape=False).transform(paragraphs).first().features)
+    df = paragraphs.selectExpr("'doc' AS doc_id", "monotonically_increasing_id() AS line_number", "text")
+    full = _fit(df, shape=False, wordTerms=True, numWordTermFeatures=32, taxonCues=True, position=True,
+                relativeLayout=True)
+    assert len(full.transform(df).first().features) == (
+        base + 32 + len(TAXON_CUE_COLUMNS) + 1 + len(RELATIVE_LAYOUT_COLUMNS)
+    )
+
+
+def test_refuses_bad_optional_inputs():
+    with pytest.raises(ValueError, match="Expected numWordTermFeatures >= 1. Received: 0"):
+        text_feature_stages(wordTerms=True, numWordTermFeatures=0)
+    with pytest.raises(ValueError, match=r"Expected wordVectors >= 0 \(0: no word vectors\). Received: -1"):
+        text_feature_stages(wordVectors=-1)
+
+
+def test_optional_inputs_save_and_load(spark, tmp_path):
+    df = spark.createDataFrame([(f"d{i % 2}", i, text) for i, (text,) in enumerate(ROWS * 5)],
+                               ["doc_id", "line_number", "text"])
+    model = _fit(df, wordTerms=True, taxonCues=True, position=True, relativeLayout=True, wordVectors=4)
+    path = str(tmp_path / "features")
+    model.write().overwrite().save(path)
+    order = ["doc_id", "line_number"]
+    before = [r.features.toArray() for r in model.transform(df).orderBy(*order).select("features").collect()]
+    after = [r.features.toArray()
+             for r in PipelineModel.load(path).transform(df).orderBy(*order).select("features").collect()]
+    assert len(before) == len(ROWS) * 5 and all(np.allclose(a, b) for a, b in zip(before, after))

@@ -17,14 +17,33 @@ each optional and assembled beside them:
 - ``layout``: length, line count, shares of capitals / digits /
   punctuation, starts with a capital, ends with a period.
 
-Context (the paragraphs around) is the sequence model's business: no stage
-copies a neighbour's features. Then ``StringIndexer`` for the label and
+And, off unless asked for (their ``DEFAULT_*`` constants say which are on):
+
+- ``wordTerms``: word bigrams of the first 30 words, 3- and 4-character
+  suffixes of the first 12 words longer than 4 characters, the first and
+  the last word, hashed into a space of their own (binary, IDF-weighted);
+- ``taxonCues``: counts (0-4, scaled to [0, 1]) of Latin binomials,
+  bracketed author citations and numeric ranges; flags for type statements,
+  etymology, examined specimens, ``µm`` and ``×``;
+- ``position``: the paragraph's relative position in its document;
+- ``relativeLayout``: length, line count and characters per line
+  standardized within the document (a z-score, clipped to +-3, over 3), a
+  view of layout that does not depend on a journal's page and column width;
+- ``wordVectors``: the mean of the paragraph's word vectors, from a Spark
+  ``Word2Vec`` fitted on the training text (nothing downloaded; the vectors
+  are saved with the fitted Pipeline and applied on the executors).
+
+``position`` and ``relativeLayout`` look at the whole document (window
+functions over ``docCol``, ordered by ``positionCol``). Context (the
+paragraphs around) is the sequence model's business: no stage copies a
+neighbour's features. Then ``StringIndexer`` for the label and
 :class:`BiLSTMClassifier`. Every stage is a stock Spark stage or ours, so the
 fitted Pipeline saves and loads.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from pyspark.ml import Pipeline
@@ -36,6 +55,7 @@ from pyspark.ml.feature import (
     SQLTransformer,
     StringIndexer,
     VectorAssembler,
+    Word2Vec,
 )
 from pyspark.ml.param import Params
 
@@ -44,13 +64,25 @@ from skol_spark.stages.classifier import BiLSTMClassifier
 __all__ = [
     "LAYOUT_COLUMNS",
     "CUE_COLUMNS",
+    "TAXON_CUE_COLUMNS",
+    "RELATIVE_LAYOUT_COLUMNS",
     "layout_stage",
+    "taxon_cue_stage",
+    "relative_layout_stage",
+    "position_stage",
+    "word_term_stages",
     "cue_stage",
     "shape_stages",
     "text_feature_stages",
     "DEFAULT_NUM_FEATURES",
     "DEFAULT_NUM_SHAPE_FEATURES",
     "DEFAULT_SHAPE_NGRAMS",
+    "DEFAULT_WORD_TERMS",
+    "DEFAULT_NUM_WORD_TERM_FEATURES",
+    "DEFAULT_TAXON_CUES",
+    "DEFAULT_POSITION",
+    "DEFAULT_RELATIVE_LAYOUT",
+    "DEFAULT_WORD_VECTORS",
     "skol_pipeline",
 ]
 
@@ -74,6 +106,14 @@ DEFAULT_NUM_FEATURES = 16384
 # Both chosen on the training volumes (bench/select_journals.py).
 DEFAULT_NUM_SHAPE_FEATURES = 16384
 DEFAULT_SHAPE_NGRAMS = 3
+
+# The optional inputs (chosen by leave-one-volume-out and leave-one-journal-out, bench/select_journals.py).
+DEFAULT_WORD_TERMS = False
+DEFAULT_NUM_WORD_TERM_FEATURES = 16384
+DEFAULT_TAXON_CUES = False
+DEFAULT_POSITION = False
+DEFAULT_RELATIVE_LAYOUT = False
+DEFAULT_WORD_VECTORS = 0  # Word2Vec vector size; 0: none
 
 
 def layout_stage(textCol: str = "text") -> SQLTransformer:
@@ -131,6 +171,82 @@ def cue_stage(textCol: str = "text") -> SQLTransformer:
     return SQLTransformer(statement=f"SELECT *, {', '.join(expressions)} FROM __THIS__")
 
 
+# (column, Java regex): counted (up to 4, over 4), then flags (0/1); the cues of taxon_cue_stage.
+TAXON_COUNTS = (
+    ("cue_binomials", r"[A-Z][a-z]{2,}\s+[a-z]{3,}"),
+    ("cue_citations", r"\([A-Z][\w.\s&]*\)"),
+    ("cue_ranges", r"\d+(?:[.,]\d+)?\s*[-–]\s*\d+"),
+)
+TAXON_FLAGS = (
+    ("cue_type", r"(?i)holotype|typus|type"),
+    ("cue_etymology", r"(?i)etymolog"),
+    ("cue_examined", r"(?i)specimens?\s+examined"),
+    ("cue_micrometres", "[µμ]m"),
+    ("cue_times", "×"),
+)
+TAXON_CUE_COLUMNS = tuple(name for name, _ in (*TAXON_COUNTS, *TAXON_FLAGS))
+RELATIVE_LAYOUT_COLUMNS = ("layout_rel_length", "layout_rel_lines", "layout_rel_line_width")
+
+
+def taxon_cue_stage(textCol: str = "text") -> SQLTransformer:
+    """The columns of :data:`TAXON_CUE_COLUMNS`: counts up to 4 over 4, then 0/1 flags."""
+    t = f"coalesce(`{textCol}`, '')"
+    expressions = [f"least(size(regexp_extract_all({t}, {_sql_string(p)}, 0)), 4) / 4.0 AS {name}"
+                   for name, p in TAXON_COUNTS]
+    expressions += [f"CAST({t} RLIKE {_sql_string(p)} AS DOUBLE) AS {name}" for name, p in TAXON_FLAGS]
+    return SQLTransformer(statement=f"SELECT *, {', '.join(expressions)} FROM __THIS__")
+
+
+def position_stage(docCol: str = "doc_id", positionCol: str = "line_number") -> SQLTransformer:
+    """``position_relative``: 0 at a document's first paragraph, 1 at its last."""
+    p, w = f"`{positionCol}`", f"(PARTITION BY `{docCol}`)"
+    expression = f"({p} - min({p}) OVER {w}) / greatest(max({p}) OVER {w} - min({p}) OVER {w}, 1)"
+    return SQLTransformer(statement=f"SELECT *, CAST({expression} AS DOUBLE) AS position_relative FROM __THIS__")
+
+
+def relative_layout_stage(textCol: str = "text", docCol: str = "doc_id") -> SQLTransformer:
+    """:data:`RELATIVE_LAYOUT_COLUMNS`: log length, log line count and log characters per line
+    as z-scores within the document, clipped to +-3 and divided by 3."""
+    t = f"coalesce(`{textCol}`, '')"
+    lines = f"size(split({t}, '\\n'))"
+    measures = {
+        "layout_rel_length": f"log1p(length({t}))",
+        "layout_rel_lines": f"log1p({lines})",
+        "layout_rel_line_width": f"log1p(length({t}) / {lines})",
+    }
+    w = f"(PARTITION BY `{docCol}`)"
+    expressions = [
+        f"greatest(least(({x} - avg({x}) OVER {w}) / greatest(stddev_pop({x}) OVER {w}, 0.1), 3), -3) / 3 AS {name}"
+        for name, x in measures.items()
+    ]
+    return SQLTransformer(statement=f"SELECT *, {', '.join(expressions)} FROM __THIS__")
+
+
+def word_term_stages(
+    tokensCol: str = "tokens", outputCol: str = "word_terms_tfidf",
+    numFeatures: int = DEFAULT_NUM_WORD_TERM_FEATURES, minDocFreq: int = 2,
+) -> list[Params]:
+    """Stages from lowercased words to the IDF-weighted, hashed, binary bag of word bigrams (first
+    30 words), 3- and 4-character suffixes (first 12 words longer than 4 characters), and the
+    first and last word."""
+    w = f"`{tokensCol}`"
+    head = f"filter(slice({w}, 1, 12), t -> length(t) > 4)"
+    terms = (
+        "concat(word_bigrams, "
+        f"transform({head}, t -> concat('s3:', substring(t, -3))), "
+        f"transform({head}, t -> concat('s4:', substring(t, -4))), "
+        f"transform(slice({w}, 1, 1), t -> concat('first:', t)), "
+        f"transform(slice({w}, -1, 1), t -> concat('last:', t)))"
+    )
+    return [
+        SQLTransformer(statement=f"SELECT *, slice({w}, 1, 30) AS head_tokens FROM __THIS__"),
+        NGram(inputCol="head_tokens", outputCol="word_bigrams", n=2),
+        SQLTransformer(statement=f"SELECT *, {terms} AS word_terms FROM __THIS__"),
+        HashingTF(inputCol="word_terms", outputCol="word_terms_tf", numFeatures=numFeatures, binary=True),
+        IDF(inputCol="word_terms_tf", outputCol=outputCol, minDocFreq=minDocFreq),
+    ]
+
+
 def shape_stages(
     textCol: str = "text",
     outputCol: str = "shape_tfidf",
@@ -170,19 +286,37 @@ def text_feature_stages(
     cues: bool = True,
     numShapeFeatures: int = DEFAULT_NUM_SHAPE_FEATURES,
     shapeNgrams: int = DEFAULT_SHAPE_NGRAMS,
+    wordTerms: bool = DEFAULT_WORD_TERMS,
+    numWordTermFeatures: int = DEFAULT_NUM_WORD_TERM_FEATURES,
+    taxonCues: bool = DEFAULT_TAXON_CUES,
+    position: bool = DEFAULT_POSITION,
+    relativeLayout: bool = DEFAULT_RELATIVE_LAYOUT,
+    wordVectors: int = DEFAULT_WORD_VECTORS,
+    docCol: str = "doc_id",
+    positionCol: str = "line_number",
+    seed: int = 0,
 ) -> list[Params]:
     """Stages from a text column to a feature Vector column.
 
     Hashed TF-IDF of words, then (each optional) token shapes and their runs
     of up to ``shapeNgrams`` (``numShapeFeatures`` hashed slots),
-    nomenclatural cues and layout.
+    nomenclatural cues and layout; word bigrams, suffixes and first / last
+    words (``wordTerms``, ``numWordTermFeatures`` slots), taxonomic cues
+    (``taxonCues``), the relative position in the document (``position``),
+    layout standardized within the document (``relativeLayout``), and the
+    mean of ``wordVectors``-dimensional Word2Vec vectors (0: none; fitted
+    with ``seed``). ``position`` and ``relativeLayout`` need the document
+    (``docCol``) and position (``positionCol``) columns.
     ``shape=False, cues=False`` keeps the words and, with ``layout``, the layout columns.
     """
-    if numShapeFeatures < 1:
-        raise ValueError(f"Expected numShapeFeatures >= 1. Received: {numShapeFeatures}")
-    if shapeNgrams < 1:
-        raise ValueError(f"Expected shapeNgrams >= 1. Received: {shapeNgrams}")
-    parts = ["tfidf"] if (layout or shape or cues) else [outputCol]
+    for name, value in (("numShapeFeatures", numShapeFeatures), ("shapeNgrams", shapeNgrams),
+                        ("numWordTermFeatures", numWordTermFeatures)):
+        if value < 1:
+            raise ValueError(f"Expected {name} >= 1. Received: {value}")
+    if wordVectors < 0:
+        raise ValueError(f"Expected wordVectors >= 0 (0: no word vectors). Received: {wordVectors}")
+    extra = shape or cues or layout or wordTerms or taxonCues or position or relativeLayout or wordVectors
+    parts = ["tfidf"] if extra else [outputCol]
     stages: list[Params] = [
         RegexTokenizer(inputCol=textCol, outputCol="tokens", pattern=r"[^\p{L}\p{N}]+", toLowercase=True),
         HashingTF(inputCol="tokens", outputCol="tf", numFeatures=numFeatures),
@@ -191,15 +325,38 @@ def text_feature_stages(
     if shape:
         stages += shape_stages(textCol, "shape_tfidf", numShapeFeatures, minDocFreq, shapeNgrams)
         parts.append("shape_tfidf")
+    if wordTerms:
+        stages += word_term_stages("tokens", "word_terms_tfidf", numWordTermFeatures, minDocFreq)
+        parts.append("word_terms_tfidf")
+    if wordVectors:
+        stages.append(Word2Vec(inputCol="tokens", outputCol="word_vector", vectorSize=wordVectors, minCount=5,
+                               seed=seed))
+        parts.append("word_vector")
     if cues:
         stages.append(cue_stage(textCol))
         parts += CUE_COLUMNS
+    if taxonCues:
+        stages.append(taxon_cue_stage(textCol))
+        parts += TAXON_CUE_COLUMNS
     if layout:
         stages.append(layout_stage(textCol))
         parts += LAYOUT_COLUMNS
+    if relativeLayout:
+        stages.append(relative_layout_stage(textCol, docCol))
+        parts += RELATIVE_LAYOUT_COLUMNS
+    if position:
+        stages.append(position_stage(docCol, positionCol))
+        parts.append("position_relative")
     if len(parts) > 1:
         stages.append(VectorAssembler(inputCols=parts, outputCol=outputCol))
     return stages
+
+
+# The keyword-only options of text_feature_stages that skol_pipeline takes beside the classifier's Params.
+_FEATURE_OPTIONS = tuple(
+    name for name, p in inspect.signature(text_feature_stages).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name not in ("docCol", "positionCol", "seed")
+)
 
 
 def skol_pipeline(
@@ -208,36 +365,36 @@ def skol_pipeline(
     indexedLabelCol: str = "label_index",
     numFeatures: int = DEFAULT_NUM_FEATURES,
     layout: bool = True,
-    shape: bool = True,
-    cues: bool = True,
-    numShapeFeatures: int = DEFAULT_NUM_SHAPE_FEATURES,
-    shapeNgrams: int = DEFAULT_SHAPE_NGRAMS,
-    **classifier_params: Any,
+    **params: Any,
 ) -> Pipeline:
     """Text and a string label in, a Pipeline ending in :class:`BiLSTMClassifier`.
 
     ``labelCol`` holds class names (``label3`` from
     :func:`skol_spark.skol.datasets.with_three_classes`); ``StringIndexer`` writes
     their indices, in alphabetical order of the names, to ``indexedLabelCol``.
-    ``numFeatures``, ``layout``, ``shape``, ``cues``, ``numShapeFeatures`` and
-    ``shapeNgrams`` choose the features (:func:`text_feature_stages`); ``classifier_params``
-    are :class:`BiLSTMClassifier` Params, whose defaults are the settings chosen
-    on the journals.
+    ``numFeatures``, ``layout`` and the options of :func:`text_feature_stages`
+    among ``params`` (``shape``, ``cues``, ``numShapeFeatures``,
+    ``shapeNgrams``, ``wordTerms``, ``numWordTermFeatures``, ``taxonCues``,
+    ``position``, ``relativeLayout``, ``wordVectors``; their defaults are the
+    ``DEFAULT_*`` constants) choose the features, whose document and position
+    columns are the classifier's ``docIdCol`` and ``positionCol``; the other
+    ``params`` are :class:`BiLSTMClassifier` Params, whose defaults are the
+    settings chosen on the journals.
 
     Examples
     --------
     >>> model = skol_pipeline(windowSize=50, epochs=8).fit(with_three_classes(train))  # doctest: +SKIP
     >>> model.transform(test).select("doc_id", "prediction")       # doctest: +SKIP
     """
+    options = {name: params.pop(name) for name in list(params) if name in _FEATURE_OPTIONS}
+    classifier = BiLSTMClassifier(featuresCol="features", labelCol=indexedLabelCol, **params)
     return Pipeline(
         stages=[
             *text_feature_stages(
-                textCol, "features", numFeatures, layout,
-                shape=shape, cues=cues, numShapeFeatures=numShapeFeatures, shapeNgrams=shapeNgrams,
+                textCol, "features", numFeatures, layout, **options,
+                docCol=classifier.getDocIdCol(), positionCol=classifier.getPositionCol(), seed=classifier.getSeed(),
             ),
             StringIndexer(inputCol=labelCol, outputCol=indexedLabelCol, stringOrderType="alphabetAsc"),
-            BiLSTMClassifier(
-                featuresCol="features", labelCol=indexedLabelCol, **classifier_params
-            ),
+            classifier,
         ]
     )
