@@ -150,10 +150,11 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
-    from skol_spark.cli.main import _local_spark
+    from skol_spark.cli.main import _spark
+    from skol_spark.cli.output import Output
     from skol_spark.skol.journals import compare_on_journals
 
-    spark = _local_spark("local[2]")
+    spark = _spark("local[2]", Output())  # the command line's quiet local session
     folds = SPLITS[args.split]
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict[str, list[dict]] = {}
