@@ -350,6 +350,8 @@ def test_several_inputs_and_globs_are_read_as_one(spark, features_parquet, tmp_p
             "Vol1/doc0.txt.ann", "Vol1/doc1.txt.ann", "Vol2/doc0.txt.ann",
         ]
         assert df.count() == 6
+    overlapping = [str(tmp_path / "j" / "Vol1"), str(tmp_path / "j" / "Vol1" / "doc0.txt.ann")]
+    assert read_input(spark, overlapping, "yedda", Columns()).count() == 4  # each file once
     twice = [str(features_parquet), str(features_parquet)]
     assert detect_format(expand_inputs(twice)) == "parquet"
     assert read_input(spark, twice, "parquet", Columns()).count() == 2 * spark.read.parquet(str(features_parquet)).count()

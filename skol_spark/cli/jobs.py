@@ -104,7 +104,7 @@ def expand_inputs(paths: list[str]) -> list[str]:
         if not _is_local(path):
             found.append(path)  # Spark expands remote globs itself
         elif glob.has_magic(path):
-            matches = sorted(glob.glob(str(_local(path))))
+            matches = sorted(glob.glob(str(_local(path)), recursive=True))  # ** spans directories
             if not matches:
                 raise JobError(f"Input {path!r} matches no file.")
             found.extend(matches)

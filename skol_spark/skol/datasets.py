@@ -173,6 +173,7 @@ def read_yedda(
         if not found:
             raise ValueError(f"No files matching {pattern!r} under {str(directory)!r}.")
         paths.extend(found)
+    paths = list(dict.fromkeys(paths))  # a file given alone and inside a given directory is read once
     table, problems = read_yedda_files(paths, root=root, unclosed=unclosed)
     # Materialized once so that the plan is no LocalRelation: Spark's optimizer
     # evaluates projections over a LocalRelation on the driver
