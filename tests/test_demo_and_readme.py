@@ -20,10 +20,14 @@ def _python_blocks(text):
 @pytest.mark.slow
 def test_readme_example_runs(tmp_path):
     """The first python block (the quick start) in a fresh process, as a user runs it: its own
-    SparkSession, no PYSPARK_PYTHON in the environment, so it must set the workers' Python itself,
-    and no logging set-up, yet fit shows its epochs."""
+    SparkSession, the venv's interpreter from a venv that is not activated (its bin is not on the
+    PATH, so a worker started as 'python3' would lack skol_spark), no PYSPARK_PYTHON, so the example
+    must set the workers' Python itself, and no logging set-up, yet fit shows its epochs."""
     example = _python_blocks(README.read_text())[0]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
+    venv_bin = str(Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     done = subprocess.run(
         [sys.executable, "-c", example], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900
     )
@@ -48,6 +52,8 @@ def test_demo_prints_report_and_bilstm_beats_per_line_logistic_regression(spark)
 def test_cli_help_and_bad_arguments():
     done = subprocess.run([sys.executable, "-m", "skol_spark", "demo", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--epochs" in done.stdout
+    top = subprocess.run([sys.executable, "-m", "skol_spark", "--help"], capture_output=True, text=True)
+    assert top.returncode == 0 and "python -m skol_spark (or skol-spark)" in top.stdout and "``" not in top.stdout
     bad = subprocess.run([sys.executable, "-m", "skol_spark", "demo", "--epochs", "x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid int value" in bad.stderr
     missing = subprocess.run(

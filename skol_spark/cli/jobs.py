@@ -98,7 +98,7 @@ def is_redis_url(location: str) -> bool:
 
 
 def expand_inputs(paths: list[str]) -> list[str]:
-    """The input paths with local globs expanded (sorted); every local one must exist."""
+    """The input paths with local globs expanded (sorted), each once; every local one must exist."""
     found: list[str] = []
     for path in paths:
         if not _is_local(path):
@@ -112,7 +112,7 @@ def expand_inputs(paths: list[str]) -> list[str]:
             raise JobError(f"Input {path!r} does not exist.")
         else:
             found.append(path)
-    return found
+    return list(dict.fromkeys(found))  # a path given twice, or by two globs, is read once
 
 
 def detect_format(paths: list[str], fmt: str | None = None) -> str:

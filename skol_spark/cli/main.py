@@ -168,7 +168,8 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
 
     estimator_defaults = _BiLSTMParams()
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    # The docstring's first line without its reST quotes: --help shows plain text.
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     data, stored = _job_parents()
 
