@@ -1,5 +1,6 @@
 # One command for the main job, one for the tests; each sets itself up.
 #   make demo   train, transform and evaluate on local Spark with synthetic data
+#               (installs .[spark,tensorflow] only)
 #   make test   run the main test suite (everything not marked slow; < 10 min)
 #   make test-slow   the end-to-end tests marked slow: spark-submit, local-cluster,
 #               a Spark Connect server, notebooks, data-parallel workers
@@ -9,19 +10,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# One stamp per set of extras in the venv: the demo needs pyspark and TensorFlow only,
+# the tests everything (JAX, MLflow, the notebooks' kernel, ...).
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test test-slow test-lts test-spark40 lint install clean journals journals-transfer journals-lovo
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): EXTRAS := test
+$(DEMO_STAMP): EXTRAS := spark,tensorflow
+$(STAMP) $(DEMO_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark demo
 
 # Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md).

@@ -77,10 +77,11 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4, help="copies of the evaluation rows transformed")
     args = parser.parse_args()
 
-    from skol_spark.cli.main import _local_spark
+    from skol_spark.cli.main import _spark
+    from skol_spark.cli.output import Output
     from skol_spark.skol.journals import compare_on_journals
 
-    spark = _local_spark("local[2]")
+    spark = _spark("local[2]", Output())  # the command line's quiet local session
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; pyspark {spark.version}")
     print(f"transform: {args.copies} x the evaluation rows")
     print(f"{'configuration':<10} {'fit s':>7} {'transform s':>12} {'macro-F1':>9} {'Description':>12} "

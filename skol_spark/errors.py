@@ -1,7 +1,8 @@
 """Every exception skol_spark raises on purpose, in one place.
 
 Rows the model cannot use, networks that cannot be rebuilt, saving and loading
-models, Spark clients skol_spark cannot run on, and command-line jobs.
+models, Spark clients skol_spark cannot run on, annotated files that cannot be
+read, and command-line jobs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "SparkConnectUnsupportedError",
     "DistributedTrainingError",
     "JobError",
+    "YeddaError",
 ]
 
 
@@ -76,3 +78,8 @@ class DistributedTrainingError(RuntimeError):
 
 class JobError(ValueError):
     """A problem with a command-line job's arguments, inputs or model store that the user can fix."""
+
+
+class YeddaError(ValueError):
+    """A YEDDA-annotated file that cannot be read as asked: not UTF-8, no annotated block, or a
+    block opened and never closed; the message names the file and, where it applies, the line."""

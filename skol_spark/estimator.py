@@ -7,6 +7,7 @@ names, and skol_spark's models and estimators record this path
 """
 
 from skol_spark.stages.classifier import BiLSTMClassifier
+from skol_spark.stages.labels import MergeLabels
 from skol_spark.stages.model import BiLSTMClassificationModel
 
-__all__ = ["BiLSTMClassifier", "BiLSTMClassificationModel"]
+__all__ = ["BiLSTMClassifier", "BiLSTMClassificationModel", "MergeLabels"]

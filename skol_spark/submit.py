@@ -7,7 +7,10 @@
 
 Spark's own options (``--master``, ``--conf``, ``--py-files``) go before this
 file; the session is taken as spark-submit configured it, never with a master
-of its own, so the commands' ``--master`` is ignored here.
+of its own, so the commands' ``--master`` is ignored here. The command line
+sets Spark's log level to WARN as the session starts (``spark.log.level``)
+unless ``--conf`` sets it; spark-submit's own start-up lines come before: pass
+``--driver-java-options -Dlog4j2.configurationFile=...`` (README) to quiet them.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ def main() -> int:
 
     from skol_spark.cli.main import main as cli_main
 
-    spark = SparkSession.builder.appName("skol_spark").getOrCreate()
     try:
         return cli_main(sys.argv[1:], prog="spark-submit skol_spark/submit.py")
     finally:
-        spark.stop()
+        spark = SparkSession.getActiveSession()
+        if spark is not None:
+            spark.stop()
 
 
 if __name__ == "__main__":

@@ -249,3 +249,25 @@ def model_of(metadata, body, source: str = "test"):
 
     stage, network = model_from_parts(metadata, body, MODEL_CLASS, source)
     return BiLSTMClassificationModel._from_saved(stage, network, source)
+
+
+def python_without_skol_spark(directory):
+    """An interpreter that has every package of this venv but skol_spark: a script running a link
+    to this Python with ``-S`` (no site module, so no .pth files: the editable install of skol_spark
+    is invisible) and the venv's site-packages on ``PYTHONPATH``. Its ``sys.executable`` is the link,
+    ``directory/python3-without-skol``; returns the script, ``directory/python-without-skol``."""
+    import stat
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    link = directory / "python3-without-skol"
+    link.symlink_to(os.path.realpath(sys.executable))
+    wrapper = directory / "python-without-skol"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'PYTHONPATH="{site}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
+        "export PYTHONPATH\n"
+        f'exec "{link}" -S "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return wrapper

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,15 @@ def _write_yedda(root: Path, docs: int = 4) -> Path:
         text = "\n".join(f"[@{BLOCKS[label].format(i=d * 10 + i)}#{label}*]" for i, label in enumerate(order * 2))
         (root / f"doc{d}.txt.ann").write_text(text + "\n", encoding="utf-8")
     return root
+
+
+def _write_blocks(directory: Path, name: str, labels: list[str], i: int = 0) -> Path:
+    """One YEDDA file of blocks with these labels (texts from BLOCKS, or a plain sentence)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    texts = [BLOCKS.get(label, "See Smith (1990) for the types of {i}.").format(i=i + n) for n, label in enumerate(labels)]
+    path = directory / name
+    path.write_text("\n".join(f"[@{t}#{label}*]" for t, label in zip(texts, labels)) + "\n", encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +120,14 @@ def test_yedda_trains_text_pipeline_and_predicts_unlabelled_csv(spark, tmp_path,
     assert "macro-F1" in table and "Nomenclature" in table
     assert json.loads(metrics.read_text())["labels"] == ["Description", "Misc-exposition", "Nomenclature"]
 
+    # Labels the model never saw are named, in one line, before anything is labelled.
+    _write_blocks(tmp_path / "more", "extra.txt.ann", ["Bibliography", "Nomenclature", "Bibliography"])
+    assert main(["evaluate", "--input", str(yedda), str(tmp_path / "more"), "--model", str(model)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "error: " in err and "\n" not in err, err
+    assert "has labels the model was not trained on: Bibliography (2 rows). It knows Description, " in err
+    assert "(--three-classes maps SKOL's labels to its three classes first)" in err
+
 
 def test_bilstm_model_saves_to_and_loads_from_redis(spark, features_parquet, tmp_path, redis_url):
     from skol_spark import BiLSTMClassificationModel
@@ -123,6 +141,106 @@ def test_bilstm_model_saves_to_and_loads_from_redis(spark, features_parquet, tmp
     assert spark.read.parquet(str(out)).count() == spark.read.parquet(str(features_parquet)).count()
     # Training again onto the same key needs --overwrite.
     assert main(["train", *data, *redis, *TINY_ARGS]) == 1
+
+
+def test_three_class_text_model_goes_to_redis_whole_and_evaluates_without_being_told(spark, tmp_path, redis_url,
+                                                                                     capsys):
+    from pyspark.ml import PipelineModel
+
+    from skol_spark.stages.labels import MergeLabels
+    from skol_spark.stages.pipeline_store import load_pipeline_from_redis
+
+    raw = ["Misc-exposition", "Nomenclature", "Description", "Bibliography", "Page-header", "Description"]
+    for volume in ("Vol1", "Vol2"):
+        for d in range(2):
+            _write_blocks(tmp_path / "raw" / volume, f"doc{d}.txt.ann", raw * 2, d)
+    redis = ["--model", redis_url, "--key", "cli:text"]
+    volumes = [str(tmp_path / "raw" / "Vol1"), str(tmp_path / "raw" / "Vol2")]
+    assert main(["train", "--input", *volumes, "--three-classes", *redis, "--num-features", "64", *TINY_ARGS,
+                 "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "saved to " + redis_url + " key cli:text" in captured.out
+    assert "epoch" not in captured.err and "fitting" not in captured.err  # --quiet
+    stored = load_pipeline_from_redis(redis_url, "cli:text")
+    assert isinstance(stored.stages[0], MergeLabels) and stored.stages[0].getInputCol() == "label"
+    assert stored.stages[-1].labels_ == ["Description", "Misc-exposition", "Nomenclature"]
+
+    # Raw labels, no --three-classes: the saved mapping applies; a glob reads both volumes.
+    metrics = tmp_path / "m.json"
+    assert main(["evaluate", "--input", str(tmp_path / "raw" / "Vol*"), *redis, "--json", str(metrics)]) == 0
+    report = json.loads(metrics.read_text())
+    assert report["labels"] == ["Description", "Misc-exposition", "Nomenclature"]
+    assert report["per_class"]["Misc-exposition"]["support"] == 2 * 2 * 6  # Misc, Bibliography, Page-header
+    assert sum(c["support"] for c in report["per_class"].values()) == 2 * 2 * 12
+
+    # Unlabelled rows: predict leaves the label stages out.
+    csv, out = tmp_path / "new.csv", tmp_path / "pred"
+    csv.write_text("doc_id,line_number,text\nd1,0,Agaricus minor sp. nov. Mycotaxon 3: 12 (1990).\nd1,1,Pileus brown.\n")
+    assert main(["predict", "--input", str(csv), *redis, "--output", str(out)]) == 0
+    assert {r.predicted_label for r in spark.read.parquet(str(out)).collect()} <= set(report["labels"])
+
+    # copy: Redis to a directory; both give the same predictions.
+    copied = tmp_path / "copied"
+    assert main(["copy", *redis, "--to", str(copied)]) == 0
+    assert "copied PipelineModel from " + redis_url in capsys.readouterr().out
+    from skol_spark.skol.datasets import read_yedda
+
+    df, _ = read_yedda(spark, tmp_path / "raw", pattern="*.ann")
+    columns = ["doc_id", "line_number", "probability"]
+    got = {(r.doc_id, r.line_number): r.probability for r in stored.transform(df).select(*columns).collect()}
+    again = PipelineModel.load(str(copied)).transform(df).select(*columns).collect()
+    assert len(got) == len(again) == 2 * 2 * 12
+    assert all(got[(r.doc_id, r.line_number)] == r.probability for r in again)
+
+
+class _StopsRedisAtFirstEpoch:
+    """stderr, stopping a redis-server when fit writes its first epoch line (after the pre-check)."""
+
+    def __init__(self, stream, process):
+        self.stream, self.process = stream, process
+
+    def write(self, text):
+        if "epoch 1/" in text and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def test_a_save_that_fails_after_training_keeps_the_model_and_copy_stores_it_later(
+    spark, features_parquet, tmp_path, monkeypatch, capsys
+):
+    from conftest import _start_redis, assert_same_predictions, predictions
+
+    from skol_spark import BiLSTMClassificationModel
+
+    process, port = _start_redis(tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stderr", _StopsRedisAtFirstEpoch(sys.stderr, process))
+    assert main(["train", "--input", str(features_parquet), "--model", url, "--key", "k", *TINY_ARGS]) == 1
+    assert process.poll() is not None  # stopped between the pre-check and the save
+    err = capsys.readouterr().err
+    [line] = [line for line in err.splitlines() if "error:" in line]
+    assert f"error: Could not save the model to {url} key k: Redis at {url} is unavailable" in line
+    kept = re.search(r"The trained model is kept in (\S+); copy it with: skol-spark copy --model (\S+) "
+                     rf"--to {re.escape(url)} --to-key k$", line)
+    assert kept is not None and kept.group(1) == kept.group(2), line
+    assert Path(kept.group(1)).parent == tmp_path and Path(kept.group(1)).name.startswith("skol-spark-unsaved-")
+    model = BiLSTMClassificationModel.load(kept.group(1))
+
+    (tmp_path / "again").mkdir()
+    process, port = _start_redis(tmp_path / "again")
+    try:
+        again = f"redis://127.0.0.1:{port}/0"
+        assert main(["copy", "--model", kept.group(1), "--to", again, "--to-key", "k"]) == 0
+        df = spark.read.parquet(str(features_parquet))
+        assert_same_predictions(predictions(model, df), predictions(BiLSTMClassificationModel.loadFromRedis(again, "k"), df))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def _one_line_error(done, code, message):
@@ -158,8 +276,10 @@ def in_tmp(tmp_path, monkeypatch):
          "No saved model at 'existing' (expected a directory with metadata/)"),
         (["train", "--input", "x.parquet", "--model", "redis://127.0.0.1:1/0"], "A Redis model destination needs --key."),
         (["evaluate", "--input", "x.parquet", "--model", "rediss://127.0.0.1:1/0"], "A Redis model source needs --key."),
-        (["train", "--input", "yedda", "--model", "redis://127.0.0.1:1/0", "--key", "k"],
-         "Redis stores only a BiLSTMClassificationModel"),
+        (["train", "--input", "yedda", "--model", "odd.txt/model"], "is under '/"),
+        (["train", "--input", "none*.parquet", "--model", "m"], "Input 'none*.parquet' matches no file."),
+        (["train", "--input", "x.parquet", "hdfs:///data/y", "--model", "m"],
+         "Cannot guess the format of the remote input 'hdfs:///data/y'; pass --format."),
         (["train", "--input", "odd.txt", "--model", "m"], "Cannot tell the format of 'odd.txt'"),
         (["predict", "--input", "x.parquet", "--model", "CLOSED", "--key", "k", "--output", "o"],
          "is unavailable: Error 111"),
@@ -170,6 +290,73 @@ def test_documented_errors_return_1_with_one_line(in_tmp, capsys, args, message)
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("python -m skol_spark: error: ") and "\n" not in err and message in err, err
+
+
+@pytest.fixture
+def bad_yedda(tmp_path, monkeypatch):
+    """YEDDA directories the reader refuses, in the working directory."""
+    (tmp_path / "latin1").mkdir()
+    (tmp_path / "latin1" / "a.txt.ann").write_bytes("[@Pileus caf\u00e9#Description*]\n".encode("latin-1"))
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "a.txt.ann").write_text("never annotated\n")
+    _write_blocks(tmp_path / "unclosed", "a.txt.ann", ["Nomenclature", "Description"])
+    with open(tmp_path / "unclosed" / "a.txt.ann", "a", encoding="utf-8") as file:
+        file.write("[@Pileus brown, never closed\n")
+    _write_blocks(tmp_path / "one-class", "a.txt.ann", ["Description"] * 3)
+    _write_blocks(tmp_path / "misc-only", "a.txt.ann", ["Key", "Figure", "Bibliography", "Key"])
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "latin1"], "latin1/a.txt.ann line 1, column 13: byte 0xe9 is not UTF-8"),
+        (["--input", "plain"], "plain/a.txt.ann: no annotated block."),
+        (["--input", "unclosed"], "unclosed/a.txt.ann line 3: a block opened with '[@' is never closed"),
+        (["--input", "one-class"], "Training needs at least two classes; one-class has only 'Description' (3 rows)."),
+        (["--input", "misc-only", "--three-classes"],
+         "misc-only has only 'Misc-exposition' (4 rows) after --three-classes."),
+    ],
+    ids=["not-utf8", "no-blocks", "unclosed", "one-class", "one-class-after-mapping"],
+)
+def test_yedda_input_problems_are_one_line_errors_before_fitting(spark, bad_yedda, capsys, args, message):
+    assert main(["train", *args, "--model", "m"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m skol_spark: error: ") and "\n" not in err and message in err, err
+    assert not (bad_yedda / "m").exists()
+
+
+def test_unclosed_blocks_can_be_skipped(spark, bad_yedda):
+    from skol_spark.cli.jobs import Columns, read_input
+
+    df = read_input(spark, ["unclosed"], "yedda", Columns(), skip_unclosed=True)
+    assert [r.label for r in df.orderBy("line_number").collect()] == ["Nomenclature", "Description"]
+
+
+def test_several_inputs_and_globs_are_read_as_one(spark, features_parquet, tmp_path):
+    from skol_spark.cli.jobs import Columns, detect_format, expand_inputs, read_input
+
+    for volume, docs in (("Vol1", 2), ("Vol2", 1)):
+        for d in range(docs):
+            _write_blocks(tmp_path / "j" / volume, f"doc{d}.txt.ann", ["Nomenclature", "Description"], d)
+    listed = expand_inputs([str(tmp_path / "j" / "Vol1"), str(tmp_path / "j" / "Vol2" / "doc0.txt.ann")])
+    globbed = expand_inputs([str(tmp_path / "j" / "Vol*")])
+    assert globbed == [str(tmp_path / "j" / "Vol1"), str(tmp_path / "j" / "Vol2")]
+    assert expand_inputs([str(tmp_path / "j" / "**" / "doc0.txt.ann")]) == [  # ** spans directories
+        str(tmp_path / "j" / "Vol1" / "doc0.txt.ann"), str(tmp_path / "j" / "Vol2" / "doc0.txt.ann")]
+    for paths in (listed, globbed):
+        assert detect_format(paths) == "yedda"
+        df = read_input(spark, paths, "yedda", Columns())
+        assert sorted(r.doc_id for r in df.select("doc_id").distinct().collect()) == [
+            "Vol1/doc0.txt.ann", "Vol1/doc1.txt.ann", "Vol2/doc0.txt.ann",
+        ]
+        assert df.count() == 6
+    overlapping = [str(tmp_path / "j" / "Vol1"), str(tmp_path / "j" / "Vol1" / "doc0.txt.ann")]
+    assert read_input(spark, overlapping, "yedda", Columns()).count() == 4  # each file once
+    twice = expand_inputs([str(features_parquet), str(features_parquet)])  # a path given twice is read once
+    assert twice == [str(features_parquet)] and detect_format(twice) == "parquet"
+    assert expand_inputs([str(tmp_path / "j" / "Vol*"), str(tmp_path / "j" / "Vol1")]) == globbed
 
 
 @pytest.mark.parametrize(
@@ -227,12 +414,53 @@ def test_spark_submit_runs_the_job_file_with_its_master(spark, features_parquet,
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained BiLSTMClassificationModel" in done.stdout and "macro-F1" in done.stdout
     assert "on Spark local[2]" in done.stdout  # spark-submit's master, not the CLI's local[*]
+    # Spark at WARN from the session's start (spark.log.level): only spark-submit's first lines are INFO.
+    lines = done.stdout.splitlines() + done.stderr.splitlines()
+    assert len([line for line in lines if " INFO " in line]) <= 3, done.stderr[-3000:]
+    assert not [line for line in lines if "py4j" in line or "Closing down clientserver" in line]
     labels = BiLSTMClassificationModel.load(str(model)).labels_
     n_in = spark.read.parquet(str(features_parquet)).count()
     assert spark.read.parquet(str(out)).count() == n_in > 0
     report = json.loads(metrics.read_text())
     assert report["labels"] == labels == ["Misc-exposition", "Nomenclature", "Description"]
     assert sum(c["support"] for c in report["per_class"].values()) == n_in
+
+
+# What a quiet command must not print: TensorFlow's C++ lines, Spark's INFO lines and start-up
+# notices, its progress bar, py4j's closing line.
+_NOISE = re.compile(r"^[IWE]\d{4} |cuInit|oneDNN|absl::|cudart| INFO |log4j|Setting default log level|"
+                    r"setLogLevel|\[Stage \d|py4j|Closing down clientserver|incubator modules")
+
+
+@pytest.mark.slow
+def test_a_normal_train_prints_a_few_lines_and_tensorflow_speaks_when_asked(tmp_path):
+    (tmp_path / "yedda").mkdir()
+    yedda = _write_yedda(tmp_path / "yedda", docs=4)
+    model = tmp_path / "model"
+    env = {k: v for k, v in _env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "skol_spark", "train", "--input", str(yedda), "--model", str(model),
+         "--three-classes", "--num-features", "64", "--epochs", "2", "--hidden-size", "8", "--window-size", "8"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines() + done.stderr.splitlines()
+    assert len(lines) <= 25, lines
+    assert [line for line in lines if _NOISE.search(line)] == [], lines
+    assert "fitting the text features, then the BiLSTM on " in done.stderr
+    assert "training an ensemble of 3 networks, 2 epochs, on 40 rows" in done.stderr  # the default ensemble
+    assert [line.split(":")[0] for line in done.stderr.splitlines() if line.startswith("network ")] == [
+        "network 1/3", "network 2/3", "network 3/3"]
+    assert "trained PipelineModel in " in done.stdout
+
+    # The user's own TF_CPP_MIN_LOG_LEVEL (or --verbose) brings TensorFlow's lines back.
+    done = subprocess.run(
+        [sys.executable, "-m", "skol_spark", "evaluate", "--input", str(yedda), "--model", str(model)],
+        capture_output=True, text=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"}, cwd=tmp_path, timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "macro-F1" in done.stdout
+    assert re.search(r"^[IWE]\d{4} ", done.stderr, flags=re.M), done.stderr[-3000:]
 
 
 def test_train_options_keep_the_estimators_defaults_and_parse_booleans(spark):

@@ -14,7 +14,7 @@ needs_data = pytest.mark.skipif(
 
 @needs_data
 def test_read_yedda_gives_one_row_per_block_with_three_classes(spark):
-    df, problems = read_yedda(spark, JOURNALS, ["Persoonia/Vol016", "Mycotaxon/Vol118"])
+    df, problems = read_yedda(spark, JOURNALS, ["Persoonia/Vol016", "Mycotaxon/Vol118"], unclosed="skip")
     assert df.columns == ["doc_id", "line_number", "text", "label"]
     if hasattr(df, "_jdf"):  # classic Spark: the optimizer must not run the text stages on the driver
         assert "LocalRelation" not in df.select("text")._jdf.queryExecution().optimizedPlan().toString()
@@ -110,7 +110,7 @@ def test_journal_transfer_baselines_from_the_command_line(spark, tmp_path, capsy
 def test_skol_pipeline_from_text_fits_saves_and_loads(spark, tmp_path):
     from skol_spark.skol.text_pipeline import LAYOUT_COLUMNS, skol_pipeline
 
-    df, _ = read_yedda(spark, JOURNALS, ["Mycotaxon/Vol117"])
+    df, _ = read_yedda(spark, JOURNALS, ["Mycotaxon/Vol117"], unclosed="skip")
     df = with_three_classes(df).filter("doc_id < 'Mycotaxon/Vol117/s13'")
     model = skol_pipeline(numFeatures=128, windowSize=16, hiddenSize=8, numLayers=1, epochs=1).fit(df)
     out = model.transform(df)

@@ -1,8 +1,8 @@
 """Several executors: local-cluster[2,1,1024] whose Python does not have skol_spark installed.
 
-The executors' interpreter is this venv's Python run with ``-S`` (no site
-module, so no .pth files: skol_spark's editable install is invisible) and the
-venv's site-packages on ``PYTHONPATH`` (every other package). skol_spark
+The executors' interpreter is this venv's Python without skol_spark
+(``conftest.python_without_skol_spark``: ``-S``, the venv's site-packages on
+``PYTHONPATH``). skol_spark
 reaches the driver and executors only as a zip, both ways README's cluster
 recipe gives: ``--py-files`` of pyspark's own ``bin/spark-submit``, or
 ``spark.sparkContext.addPyFile`` in the running session (the job imports
@@ -13,29 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
-import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import python_without_skol_spark
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _python_without_skol_spark(tmp_path: Path) -> Path:
-    site = sysconfig.get_paths()["purelib"]
-    wrapper = tmp_path / "python-no-skol"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f'PYTHONPATH="{site}${{PYTHONPATH:+:$PYTHONPATH}}"\n'
-        "export PYTHONPATH\n"
-        f'exec "{sys.executable}" -S "$@"\n'
-    )
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
-    return wrapper
 
 
 def _spark_home(tmp_path: Path) -> Path:
@@ -55,7 +40,7 @@ def _spark_home(tmp_path: Path) -> Path:
 def cluster(tmp_path_factory):
     """What both recipes share: (python without skol_spark, the zip, SPARK_HOME, env, dir)."""
     tmp_path = tmp_path_factory.mktemp("local-cluster")
-    python = _python_without_skol_spark(tmp_path)
+    python = python_without_skol_spark(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SPARK_HOME")}
     probe = subprocess.run([str(python), "-c", "import pyspark, keras; import skol_spark"],
                            capture_output=True, text=True, env=env, cwd=tmp_path)

@@ -94,6 +94,10 @@ def test_quickstart_runs_with_redis(kernel_dir, redis_url, monkeypatch):
         assert "signature inputs: ['doc_id', 'line_number'" in text and "'features'" in text
         assert "logged to MLflow as runs:/" in text and "the loaded model predicts the same" in text
     assert _images(notebook) == 2  # training curves, confusion matrix
+    # fit's progress, with no logging set up in the notebook: stderr lines in the cell's output.
+    stderr = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.outputs if output.get("name") == "stderr")
+    assert "training 1 network, " in stderr and "epoch 1/" in stderr, stderr[-2000:]
 
 
 @pytest.mark.skipif(

@@ -41,6 +41,7 @@ def test_wheel_installs_without_touching_pyspark(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         metadata = archive.read(next(n for n in archive.namelist() if n.endswith("/METADATA"))).decode()
         entry_points = archive.read(next(n for n in archive.namelist() if n.endswith("entry_points.txt"))).decode()
+        assert "skol_spark/cli/log4j2.properties" in archive.namelist()  # the command line's Spark log settings
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert 'pyspark>=3.5; extra == "spark"' in requires
     assert 'tensorflow>=2.16; extra == "tensorflow"' in requires

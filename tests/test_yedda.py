@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from skol_spark.errors import YeddaError
 from skol_spark.skol import yedda
 from skol_spark.skol.yedda import (
     THREE_CLASSES,
@@ -283,6 +284,41 @@ def test_read_yedda_files_path_outside_root(tmp_path):
         read_yedda_files([path], root=tmp_path / "elsewhere")
 
 
+def test_a_file_that_is_not_utf8_is_an_error_naming_its_line_column_and_byte(tmp_path):
+    path = tmp_path / "latin1.txt.ann"
+    path.write_bytes("[@Agaricus L.#Nomenclature*]\n[@Pileus caf\u00e9#Description*]\n".encode("latin-1"))
+    with pytest.raises(YeddaError, match=r"latin1\.txt\.ann line 2, column 13: byte 0xe9 is not UTF-8 .*iconv"):
+        read_yedda_files([path])
+
+
+@pytest.mark.parametrize("text", ["plain text, never annotated\n", "", "[@\f#Page-header*]\n"],
+                         ids=["no-markup", "empty", "only-empty-blocks"])
+def test_a_file_without_annotated_blocks_is_an_error_naming_it(tmp_path, text):
+    good, bad = tmp_path / "good.txt.ann", tmp_path / "bad.txt.ann"
+    good.write_text("[@Agaricus L.#Nomenclature*]\n", encoding="utf-8")
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(YeddaError, match=r"bad\.txt\.ann: no annotated block\. YEDDA marks each block"):
+        read_yedda_files([good, bad])
+
+
+def test_unclosed_blocks_are_an_error_naming_the_first_unless_skipped(tmp_path, caplog):
+    first, second, fine = (tmp_path / f"{name}.txt.ann" for name in ("a", "b", "c"))
+    first.write_text("[@Alpha#Title*]\n[@Beta, never closed\n[@Gamma#Description*]\n", encoding="utf-8")
+    second.write_text("[@Delta#Title*]\n\n\n[@Epsilon, never closed\n", encoding="utf-8")
+    fine.write_text("[@Zeta#Title*]\n", encoding="utf-8")
+    message = r"a\.txt\.ann line 2: a block opened with '\[@' is never closed.*\(2 such blocks in 2 of 3 files"
+    with pytest.raises(YeddaError, match=message + r".*unclosed='skip'.*--skip-unclosed"):
+        read_yedda_files([first, second, fine], root=tmp_path)
+    with caplog.at_level(logging.INFO, logger="skol_spark"):
+        table, found = read_yedda_files([first, second, fine], root=tmp_path, unclosed="skip")
+    assert table.column("text").to_pylist() == ["Alpha", "Gamma", "Delta", "Zeta"]  # as parse_yedda counts them
+    assert found == problems(unclosed_opener=2)
+    [record] = [r for r in caplog.records if r.name == "skol_spark"]
+    assert record.levelno == logging.WARNING and f"first unclosed_opener: {first} line 2" in record.getMessage()
+    with pytest.raises(ValueError, match="Expected unclosed to be one of"):
+        read_yedda_files([fine], unclosed="guess")
+
+
 # ---------------------------------------------------------------- the real SKOL files
 
 # From ../shared/data/skol-annotated/README.md: files, paragraphs, Nomenclature,
@@ -324,7 +360,7 @@ def skol_paths():
 
 @pytest.fixture(scope="module")
 def skol(skol_paths):
-    table, found = read_yedda_files(skol_paths, root=JOURNALS)
+    table, found = read_yedda_files(skol_paths, root=JOURNALS, unclosed="skip")
     frame = table.to_pandas()
     frame["volume"] = frame["doc_id"].str.rsplit("/", n=1).str[0]
     frame["three_class"] = frame["label"].map(to_three_classes)

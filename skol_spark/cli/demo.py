@@ -13,8 +13,13 @@ import time
 __all__ = ["run_demo"]
 
 
-def run_demo(spark, num_docs: int = 120, epochs: int = 8, seed: int = 7, out=sys.stdout) -> dict:
-    """Train, transform and evaluate on synthetic documents; returns both reports."""
+def run_demo(
+    spark, num_docs: int = 120, epochs: int = 8, seed: int = 7, out=sys.stdout, verbose: bool = True
+) -> dict:
+    """Train, transform and evaluate on synthetic documents; returns both reports.
+
+    ``verbose`` is the classifier's: training progress on stderr.
+    """
     from pyspark.ml.classification import LogisticRegression
     from pyspark.sql import functions as F
 
@@ -34,6 +39,7 @@ def run_demo(spark, num_docs: int = 120, epochs: int = 8, seed: int = 7, out=sys
         learningRate=0.005,
         validationFraction=0.1,
         seed=seed,
+        verbose=verbose,
     )
     started = time.perf_counter()
     model = classifier.fit(train)

@@ -18,6 +18,7 @@ and exit code 1 (2 for malformed arguments), never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -26,11 +27,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from skol_spark.cli.output import Output
+
 __all__ = ["main", "build_parser"]
 
 
-def _local_spark(master: str | None):
-    """The active session (notebook, spark-submit) or a quiet local one on ``master``."""
+def _spark(master: str | None, output: Output):
+    """The active session (notebook, tests), spark-submit's, or a quiet local one on ``master``.
+
+    Executors default to this interpreter (``PYSPARK_PYTHON``). A session this
+    function starts gets the command line's output settings (:mod:`skol_spark.cli.output`),
+    except those the user set under spark-submit.
+    """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
@@ -41,15 +49,24 @@ def _local_spark(master: str | None):
                 "--master %s ignored: using the active session on %s", master, active.sparkContext.master
             )
         return active
-    master = master or "local[*]"
-    spark = (
-        SparkSession.builder.master(master)
-        .appName("skol_spark")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started the JVM, with its master
+    builder = SparkSession.builder.appName("skol_spark")
+    conf = output.session_conf(new_jvm=not submitted)
+    if submitted:
+        from pyspark import SparkConf, SparkContext
+
+        SparkContext._ensure_initialized()
+        given = SparkConf()
+        conf = {k: v for k, v in conf.items() if not given.contains(k)}
+    else:
+        builder = (builder.master(master or "local[*]").config("spark.ui.enabled", "false")
+                   .config("spark.sql.shuffle.partitions", "4"))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    with output.starting():
+        spark = builder.getOrCreate()
+        with contextlib.suppress(ImportError):  # the command that needs Keras says so
+            import keras  # noqa: F401 - TensorFlow's start-up lines go through the filter now
     return spark
 
 
@@ -82,14 +99,25 @@ def _true_or_false(text: str) -> bool:
     return value in ("true", "yes", "1")
 
 
+def _output_parent() -> argparse.ArgumentParser:
+    """--quiet and --verbose, which every command takes."""
+    shown = argparse.ArgumentParser(add_help=False)
+    how = shown.add_mutually_exclusive_group()
+    how.add_argument("--quiet", action="store_true", help="no training progress (results and errors only)")
+    how.add_argument("--verbose", action="store_true",
+                     help="also skol_spark's log, Spark's and TensorFlow's start-up lines and Spark's progress bar")
+    return shown
+
+
 def _job_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """Options shared by train/predict/evaluate: the input, and a model to load."""
     from skol_spark.cli.jobs import FORMATS, Columns
 
-    data = argparse.ArgumentParser(add_help=False)
-    data.add_argument("--input", required=True, metavar="PATH",
-                      help="Parquet, CSV (with header), JSON Lines file or directory, or a directory of "
-                           "YEDDA *.ann files")
+    data = argparse.ArgumentParser(add_help=False, parents=[_output_parent()])
+    data.add_argument("--input", required=True, nargs="+", metavar="PATH",
+                      help="Parquet, CSV (with header) or JSON Lines files or directories, or YEDDA *.ann "
+                           "files or directories of them; several paths or a quoted glob ('vols/Vol05*') "
+                           "are read as one input")
     data.add_argument("--format", choices=FORMATS,
                       help="input format (default: guessed from the file names; required for remote paths)")
     defaults = Columns()
@@ -103,7 +131,11 @@ def _job_parents() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         data.add_argument(option, default=getattr(defaults, attribute), metavar="NAME",
                           help=f"column of the {what} (default: %(default)s)")
     data.add_argument("--three-classes", action="store_true",
-                      help="map labels to SKOL's Nomenclature / Description / Misc-exposition first")
+                      help="map labels to SKOL's Nomenclature / Description / Misc-exposition first; train "
+                           "saves the mapping with the model, so evaluate applies it again by itself")
+    data.add_argument("--skip-unclosed", action="store_true",
+                      help="YEDDA: read on past blocks opened with [@ and never closed, leaving their text "
+                           "out (without it they are an error naming the file and line)")
     data.add_argument("--master",
                       help="Spark master when no session is active (default: local[*]); spark-submit's "
                            "own --master wins")
@@ -158,7 +190,8 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
 
     estimator_defaults = _BiLSTMParams()
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    # The docstring's first line without its reST quotes: --help shows plain text.
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0].replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     data, stored = _job_parents()
 
@@ -166,12 +199,12 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
         "train", parents=[data],
         help="fit a BiLSTM (with the text Pipeline for raw text) and save it",
         description="Fit on labelled rows and save the model. A numeric features column trains "
-                    "a BiLSTMClassificationModel (directory or Redis); text, or string labels, "
-                    "train a PipelineModel (directory only).",
+                    "a BiLSTMClassificationModel; text, or string labels, train a PipelineModel. "
+                    "Either goes to a directory or to Redis. If the save fails, the model is kept in "
+                    "a local directory the error names.",
     )
     train.add_argument("--model", required=True, metavar="DIR_OR_URL",
-                       help="where to save: a directory, or redis://host:port/db with --key "
-                            "(BiLSTMClassificationModel only)")
+                       help="where to save: a directory, or redis://host:port/db with --key")
     train.add_argument("--key", help="Redis key to save under")
     train.add_argument("--overwrite", action="store_true", help="replace an existing model")
     train.add_argument("--labels", help="class names by index, comma-separated, for numeric labels "
@@ -216,14 +249,27 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", metavar="PATH", help="also write the metrics to this JSON file")
 
-    demo = commands.add_parser("demo", help="train, transform and evaluate on synthetic documents")
+    copy = commands.add_parser(
+        "copy", parents=[_output_parent(), stored],
+        help="copy a saved model between a directory and Redis",
+        description="Load a model (--model, --key) and save it elsewhere (--to, --to-key): e.g. the "
+                    "directory a failed save kept, once Redis is back.",
+    )
+    copy.add_argument("--to", required=True, metavar="DIR_OR_URL", help="destination directory or redis:// URL")
+    copy.add_argument("--to-key", help="Redis key at the destination")
+    copy.add_argument("--overwrite", action="store_true", help="replace an existing model at the destination")
+    copy.add_argument("--master", help="Spark master when no session is active (default: local[*])")
+
+    demo = commands.add_parser("demo", parents=[_output_parent()],
+                               help="train, transform and evaluate on synthetic documents")
     demo.add_argument("--docs", type=int, default=120, help="training documents (default 120)")
     demo.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--master", default="local[2]", help="Spark master when no session is active")
     journals = commands.add_parser(
-        "journals", help="BiLSTM vs two linear-chain CRFs and a per-paragraph logistic regression on SKOL's "
-                         "annotated journals",
+        "journals", parents=[_output_parent()],
+        help="BiLSTM vs two linear-chain CRFs and a per-paragraph logistic regression on SKOL's "
+        "annotated journals",
         description="Train on some annotated volumes and evaluate on others: the public split (default), "
                     "each journal left out (--transfer) or each volume left out (--lovo). Prints per-class "
                     "precision, recall and F1 and the BiLSTM's macro-F1 gain over each baseline with a 95 %% "
@@ -271,34 +317,62 @@ def _columns(args: argparse.Namespace) -> Any:
     return Columns(args.doc_col, args.position_col, args.text_col, args.label_col, args.features_col)
 
 
-def _read(args: argparse.Namespace, fmt: str) -> Any:
+def _read(args: argparse.Namespace, paths: list[str], fmt: str, three_classes: bool) -> Any:
     from skol_spark.cli.jobs import read_input
 
-    return read_input(_local_spark(args.master), args.input, fmt, _columns(args), args.three_classes)
+    return read_input(_spark(args.master, args.console), paths, fmt, _columns(args), three_classes,
+                      args.skip_unclosed)
+
+
+def _inputs(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The input paths (globs expanded) and their format, checked before Spark starts."""
+    from skol_spark.cli.jobs import detect_format, expand_inputs
+
+    paths = expand_inputs(args.input)
+    return paths, detect_format(paths, args.format)
+
+
+def _shown(paths: list[str]) -> str:
+    return paths[0] if len(paths) == 1 else f"{paths[0]} and {len(paths) - 1} more"
+
+
+def _where(location: str, key: str | None) -> str:
+    return f"{location} key {key}" if key else location
 
 
 def _train(args: argparse.Namespace) -> None:
-    from skol_spark.cli.jobs import check_destination, detect_format, make_estimator, save_model
+    from skol_spark.cli.jobs import check_classes, check_destination, make_estimator, save_or_keep
 
-    fmt = detect_format(args.input, args.format)
-    # YEDDA is always text, hence a PipelineModel: refuse Redis before Spark starts.
-    check_destination(args.model, args.key, args.overwrite, True if fmt == "yedda" else None)
-    df = _read(args, fmt)
+    paths, fmt = _inputs(args)
+    check_destination(args.model, args.key, args.overwrite)
+    df = _read(args, paths, fmt, three_classes=False)  # the mapping becomes a stage of the model
     params = {param: getattr(args, param) for _, param, _ in _HYPERPARAMETERS
               if getattr(args, param) is not None}
     if args.labels:
         params["labels"] = [name.strip() for name in args.labels.split(",")]
+    if args.quiet:
+        params["verbose"] = False
     estimator = make_estimator(df, _columns(args), params, args.num_features, not args.no_layout,
-                               _feature_values(args))
-    check_destination(args.model, args.key, args.overwrite, hasattr(estimator, "getStages"))
+                               _feature_values(args), three_classes=args.three_classes)
+    check_classes(df, estimator, _shown(args.input))
+    if not args.quiet:
+        stages = "the text features, then the BiLSTM" if _is_text(estimator) else "the BiLSTM"
+        print(f"fitting {stages} on {_shown(args.input)}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     model = estimator.fit(df)
     seconds = time.perf_counter() - started
-    save_model(model, args.model, args.key, args.overwrite)
+    where = _where(args.model, args.key)
+    save_or_keep(model, args.model, args.key, args.overwrite, where)
     bilstm = model.stages[-1] if hasattr(model, "stages") else model
-    where = f"{args.model} key {args.key}" if args.key else args.model
-    print(f"trained {type(model).__name__} in {seconds:.1f} s on Spark {_master(df.sparkSession)}, {args.input} "
-          f"(labels: {', '.join(bilstm.labels_)}); saved to {where}")
+    print(f"trained {type(model).__name__} in {seconds:.1f} s on Spark {_master(df.sparkSession)}, "
+          f"{_shown(args.input)} (labels: {', '.join(bilstm.labels_)}); saved to {where}")
+
+
+def _is_text(estimator: Any) -> bool:
+    """Whether a Pipeline fits text features before the BiLSTM (more than label stages)."""
+    from pyspark.ml.feature import IDF
+
+    return any(isinstance(stage, IDF) for stage in getattr(estimator, "getStages", list)())
 
 
 def _master(spark: Any) -> str:
@@ -309,36 +383,48 @@ def _master(spark: Any) -> str:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from skol_spark.cli.jobs import JobError, check_source, detect_format, load_model, predict
+    from skol_spark.cli.jobs import JobError, check_source, load_model, predict
 
-    fmt = detect_format(args.input, args.format)
+    paths, fmt = _inputs(args)
     check_source(args.model, args.key)
     if os.path.exists(args.output) and not args.overwrite:
         raise JobError(f"Output {args.output!r} exists; pass --overwrite to replace it.")
-    df = _read(args, fmt)
+    df = _read(args, paths, fmt, args.three_classes)
     model = load_model(df.sparkSession, args.model, args.key)
     out = predict(model, df, _columns(args), args.probability)
     out.write.mode("overwrite" if args.overwrite else "errorifexists").parquet(args.output)
-    print(f"wrote predictions for {args.input} to {args.output}")
+    print(f"wrote predictions for {_shown(args.input)} to {args.output}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from skol_spark.cli.jobs import check_source, detect_format, evaluate, load_model, write_json
+    from skol_spark.cli.jobs import check_source, evaluate, load_model, write_json
 
-    fmt = detect_format(args.input, args.format)
+    paths, fmt = _inputs(args)
     check_source(args.model, args.key)
-    df = _read(args, fmt)
-    report = evaluate(load_model(df.sparkSession, args.model, args.key), df, _columns(args))
-    print(report.format(f"{args.model} on {args.input}"))
+    df = _read(args, paths, fmt, args.three_classes)
+    model = load_model(df.sparkSession, args.model, args.key)
+    report = evaluate(model, df, _columns(args), _shown(args.input))
+    print(report.format(f"{_where(args.model, args.key)} on {_shown(args.input)}"))
     if args.json:
         write_json(args.json, {"model": args.model, "key": args.key, "input": args.input,
                                **report.to_dict()})
 
 
+def _copy(args: argparse.Namespace) -> None:
+    from skol_spark.cli.jobs import check_destination, check_source, load_model, save_model
+
+    check_source(args.model, args.key)
+    check_destination(args.to, args.to_key, args.overwrite)
+    model = load_model(_spark(args.master, args.console), args.model, args.key)
+    save_model(model, args.to, args.to_key, args.overwrite)
+    print(f"copied {type(model).__name__} from {_where(args.model, args.key)} to {_where(args.to, args.to_key)}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from skol_spark.cli.demo import run_demo
 
-    run_demo(_local_spark(args.master), num_docs=args.docs, epochs=args.epochs, seed=args.seed)
+    run_demo(_spark(args.master, args.console), num_docs=args.docs, epochs=args.epochs, seed=args.seed,
+             verbose=not args.quiet)
 
 
 def journal_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -346,6 +432,8 @@ def journal_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {"epochs": args.epochs} if args.epochs else {}
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if args.quiet:
+        overrides["verbose"] = False
     return overrides
 
 
@@ -378,7 +466,7 @@ def _journals(args: argparse.Namespace) -> None:
     if args.transfer or args.lovo:
         run = functools.partial(transfer_on_journals if args.transfer else lovo_on_journals, **_journal_folds(args))
     result = run(
-        _local_spark(args.master), args.data, numFeatures=args.num_features,
+        _spark(args.master, args.console), args.data, numFeatures=args.num_features,
         layout=not args.no_layout, max_docs=args.max_docs, models=models,
         feature_options=_feature_values(args), **overrides,
     )
@@ -389,7 +477,8 @@ def _journals(args: argparse.Namespace) -> None:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
-    "train": _train, "predict": _predict, "evaluate": _evaluate, "demo": _demo, "journals": _journals,
+    "train": _train, "predict": _predict, "evaluate": _evaluate, "copy": _copy, "demo": _demo,
+    "journals": _journals,
 }
 
 
@@ -416,6 +505,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (*errors, PySparkException)
 
 
+def _one_line(exc: BaseException) -> str:
+    """The line that says what went wrong: the first, or for an executor's Python error its last."""
+    text = str(exc).split("JVM stacktrace:")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("SQLSTATE")]
+    if not lines:
+        return type(exc).__name__
+    if "Traceback (most recent call last)" in text:  # pyspark's PythonException: the executor's own error
+        return lines[-1]
+    return lines[0]
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run one command, or several joined by ``+``; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -423,18 +523,18 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         parser = build_parser(prog)
         runs = [parser.parse_args(command) for command in _split_commands(argv)]
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        output = Output(verbose=any(args.verbose for args in runs))
+        output.configure_process()
         for args in runs:
             if args.command == "journals" and not os.path.isdir(args.data):
                 parser.error(f"--data {args.data!r} is not a directory")
+            args.console = output
             _COMMANDS[args.command](args)
     except _user_errors() as exc:
         if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] == "pyspark":
             from skol_spark import SPARK_MISSING
 
             exc = ImportError(f"{SPARK_MISSING}.")
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        message = lines[0] if lines else type(exc).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     return 0

@@ -21,6 +21,7 @@ import numpy as np
 
 from skol_spark.core.class_weights import resolve_class_weights
 from skol_spark.core.thresholds import check_thresholds
+from skol_spark.fit.progress import FitProgress
 from skol_spark.nn.trained_network import TrainedNetwork
 
 __all__ = ["FitRequest", "FitResult", "InitialNetwork", "fit_network"]
@@ -60,6 +61,7 @@ class FitRequest:
     tune_thresholds: bool
     thresholds: list[float] | None
     mlflow_logging: bool
+    verbose: bool
     params: Mapping[str, Any] = field(default_factory=dict, repr=False)
     initial: InitialNetwork | None = field(default=None, repr=False)
 
@@ -82,10 +84,11 @@ def fit_network(dataset: Any, request: FitRequest) -> FitResult:
     if request.thresholds is not None:
         check_thresholds(request.thresholds, len(labels))
     width = expected_width(dataset, request)
+    progress = FitProgress(request.verbose, request.training["epochs"], request.training["ensemble_size"])
     if request.num_workers > 1:
-        result = _fit_on_executors(dataset, request, labels, width)
+        result = _fit_on_executors(dataset, request, labels, width, progress)
     else:
-        result = _fit_on_driver(dataset, request, labels, total, width)
+        result = _fit_on_driver(dataset, request, labels, total, width, progress)
     if request.mlflow_logging:
         from skol_spark.fit.tracking import log_fit
 
@@ -189,7 +192,7 @@ def _driver_gpu_addresses(dataset: Any) -> list[str]:
 
 
 def _fit_on_driver(
-    dataset: Any, request: FitRequest, labels: list[str], total: int, width: int | None
+    dataset: Any, request: FitRequest, labels: list[str], total: int, width: int | None, progress: FitProgress
 ) -> FitResult:
     """Collect the four columns once, train with Keras on the driver, check the rebuild."""
     from skol_spark.core.devices import training_device
@@ -222,14 +225,19 @@ def _fit_on_driver(
         class_weights=class_weights,
         initial_weights=initial_weights(request, data.num_features, labels),
     )
+    progress.start(
+        f"{len(data.labels):,} rows x {data.num_features:,} features, {len(labels)} classes, on the driver"
+    )
     with training_device(request.use_gpu, _driver_gpu_addresses(dataset)):
-        network, history = train_network(data, config)
+        network, history = train_network(data, config, progress)
         trained = verify_rebuild(network, data, config.window_size)
         tuned = validation_thresholds(network, data, config) if request.tune_thresholds else None
     return FitResult(labels, data.num_features, class_weights, history, trained, tuned)
 
 
-def _fit_on_executors(dataset: Any, request: FitRequest, labels: list[str], width: int | None) -> FitResult:
+def _fit_on_executors(
+    dataset: Any, request: FitRequest, labels: list[str], width: int | None, progress: FitProgress
+) -> FitResult:
     """numWorkers > 1: data-parallel training in one barrier stage (``fit.distributed``)."""
     from skol_spark.fit.distributed.stage import DistributedSpec, fit_on_executors
     from skol_spark.nn.trained_network import weights_to_bytes
@@ -249,6 +257,7 @@ def _fit_on_executors(dataset: Any, request: FitRequest, labels: list[str], widt
         effective_number_beta=request.effective_number_beta,
         initial_weights=None if initial is None else weights_to_bytes(initial),
     )
-    fit = fit_on_executors(dataset, spec)
+    progress.start(f"{len(labels)} classes, data-parallel on {request.num_workers} executor tasks")
+    fit = fit_on_executors(dataset, spec, progress)
     _log_class_weights(labels, fit.class_weights, fit.counts)
     return FitResult(labels, fit.num_features, fit.class_weights, fit.history, fit.network)

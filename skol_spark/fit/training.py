@@ -19,6 +19,7 @@ import numpy as np
 from skol_spark.core.thresholds import macro_f1, tune_thresholds
 from skol_spark.core.windows import gather_windows, predict_block, window_index, window_rows
 from skol_spark.errors import ModelRebuildError
+from skol_spark.fit.progress import FitProgress
 from skol_spark.fit.sparse_training import LazyAdam, batch_inputs, sparse_training_model
 from skol_spark.fit.training_data import FeatureRows, TrainingData
 from skol_spark.nn.crf import CRFTrainer
@@ -113,7 +114,7 @@ class _SparseWindowBatches(_WindowBatches):
 
 
 class _EpochLog(keras.callbacks.Callback):
-    """Validation metrics on the validation runs (as executors predict them), and one log line per epoch."""
+    """Validation metrics on the validation runs (as executors predict them), and the epoch's progress."""
 
     def __init__(
         self,
@@ -121,9 +122,12 @@ class _EpochLog(keras.callbacks.Callback):
         data: TrainingData,
         split: ValidationSplit,
         config: TrainingConfig,
+        progress: FitProgress,
+        member: int = 0,
     ):
         super().__init__()
         self.network, self.data, self.config = network, data, config
+        self.progress, self.member = progress, member
         self.val = self.forward = None
         if split.has_validation:
             rows = split.val_rows
@@ -137,14 +141,7 @@ class _EpochLog(keras.callbacks.Callback):
             probs = block_probabilities(self.forward, self.data.features, rows, lengths, self.config)
             f1, accuracy = macro_f1(labels, probs.argmax(axis=1), self.config.num_classes)
             logs["val_macro_f1"], logs["val_accuracy"] = f1, accuracy
-        log_epoch(epoch, self.config.epochs, logs)
-
-
-def log_epoch(epoch: int, epochs: int, logs: dict) -> None:
-    """The driver's one line per epoch (``epoch`` 0-based)."""
-    logger.info(
-        "epoch %d/%d %s", epoch + 1, epochs, " ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items()))
-    )
+        self.progress.epoch(epoch, logs, network=self.member)
 
 
 class _BestEpoch(keras.callbacks.Callback):
@@ -155,9 +152,9 @@ class _BestEpoch(keras.callbacks.Callback):
     training ends; ``best_epoch`` is 1-based.
     """
 
-    def __init__(self, patience: int):
+    def __init__(self, patience: int, progress: FitProgress):
         super().__init__()
-        self.patience = patience
+        self.patience, self.progress = patience, progress
         self.best_score, self.best_epoch, self.best_weights = -math.inf, 0, None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -166,9 +163,9 @@ class _BestEpoch(keras.callbacks.Callback):
             self.best_score, self.best_epoch = score, epoch + 1
             self.best_weights = self.model.get_weights()
         elif epoch + 1 - self.best_epoch >= self.patience:
-            logger.info(
-                "early stopping after epoch %d: best validation macro-F1 %.4f at epoch %d",
-                epoch + 1, self.best_score, self.best_epoch,
+            self.progress.line(
+                f"early stopping after epoch {epoch + 1}: best val_macro_f1 {self.best_score:.4f} "
+                f"at epoch {self.best_epoch}"
             )
             self.model.stop_training = True
 
@@ -369,7 +366,9 @@ def compile_trainer(model: keras.Model, config: TrainingConfig, sparse_rows: boo
     return trainer
 
 
-def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Model, dict[str, list[float]]]:
+def train_network(
+    data: TrainingData, config: TrainingConfig, progress: FitProgress | None = None
+) -> tuple[keras.Model, dict[str, list[float]]]:
     """Fit a fresh (or warm-started) network; returns it and its per-epoch history.
 
     An ensemble (``config.ensemble_size`` M > 1) trains its members one after
@@ -379,17 +378,19 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
     member 0's metrics under the usual names, the others' as
     ``member_<m>/<metric>``, ``best_epoch`` one value per member and
     ``ensemble_val_macro_f1`` the whole network's validation macro-F1.
+    ``progress`` reports each epoch (by default it only logs).
     """
     network = new_network(config, data.num_features)
     split = split_validation(data.doc_lengths, config.validation_fraction, config.seed, config.window_size)
     members = ensemble_members(network)
+    progress = progress or FitProgress(False, config.epochs, len(members))
     if len(members) == 1:
-        return network, _fit(network, data, split, config)
+        return network, _fit(network, data, split, config, progress)
     history: dict[str, list[float]] = {}
     best = []
     for m, member in enumerate(members):
-        logger.info("ensemble member %d of %d", m + 1, len(members))
-        one = _fit(member, data, split, dataclasses.replace(config, seed=config.seed + m))
+        one = _fit(member, data, split, dataclasses.replace(config, seed=config.seed + m), progress, m)
+        progress.network_done(m, one)
         best += one.pop("best_epoch", [])
         history.update(one if m == 0 else {f"member_{m}/{k}": v for k, v in one.items()})
     set_ensemble_weights(network, members)
@@ -400,14 +401,19 @@ def train_network(data: TrainingData, config: TrainingConfig) -> tuple[keras.Mod
         probs = block_probabilities(_validation_forward(network), data.features, rows, split.val_lengths, config)
         score = macro_f1(data.labels[rows], probs.argmax(axis=1), config.num_classes)[0]
         history["ensemble_val_macro_f1"] = [score]
-        logger.info("ensemble of %d: validation macro-F1 %.4f", len(members), score)
+        progress.line(f"ensemble of {len(members)}: val_macro_f1 {score:.4f}")
     return network, history
 
 
 def _fit(
-    network: keras.Model, data: TrainingData, split: ValidationSplit, config: TrainingConfig
+    network: keras.Model,
+    data: TrainingData,
+    split: ValidationSplit,
+    config: TrainingConfig,
+    progress: FitProgress,
+    member: int = 0,
 ) -> dict[str, list[float]]:
-    """Train one single network in place on ``split``'s training rows; its history.
+    """Train one single network (ensemble member ``member``) in place on ``split``'s training rows; its history.
 
     ``config.seed`` orders the batches; the network's layers carry their own seeds.
     """
@@ -428,10 +434,10 @@ def _fit(
     validation = None
     if split.has_validation:
         validation = batches(data, *split.windows(True, config.window_size), config.window_size, config.batch_size)
-    callbacks: list[keras.callbacks.Callback] = [_EpochLog(network, data, split, config)]
+    callbacks: list[keras.callbacks.Callback] = [_EpochLog(network, data, split, config, progress, member)]
     if config.early_stopping_patience > 0:
         if split.has_validation:
-            callbacks.append(_BestEpoch(config.early_stopping_patience))
+            callbacks.append(_BestEpoch(config.early_stopping_patience, progress))
         else:
             logger.warning("early stopping is off: %d training rows leave none for validation", len(data.labels))
     history = trainer.fit(

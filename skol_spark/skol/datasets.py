@@ -23,13 +23,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from skol_spark.compat.shims import arrow_to_spark
-from skol_spark.skol.yedda import THREE_CLASSES, ParseProblems, read_yedda_files
+from skol_spark.skol.yedda import KEPT_CLASSES, OTHER_CLASS, ParseProblems, read_yedda_files
+from skol_spark.stages.labels import MergeLabels
 
 __all__ = [
     "SYNTHETIC_LABELS",
     "make_synthetic_documents",
     "synthetic_documents_arrow",
     "read_yedda",
+    "three_class_labels",
     "with_three_classes",
 ]
 
@@ -128,6 +130,7 @@ def read_yedda(
     root: str | os.PathLike,
     volumes: Sequence[str] | None = None,
     pattern: str = "*.txt.ann",
+    unclosed: str = "error",
 ) -> tuple[DataFrame, ParseProblems]:
     """Read YEDDA-annotated files under ``root`` into a DataFrame, one row per block.
 
@@ -141,6 +144,11 @@ def read_yedda(
         files under it (``"Persoonia/Vol016/n1.txt.ann"``); all by default.
     pattern : str
         File name pattern, searched recursively.
+    unclosed : {"error", "skip"}
+        What a block opened and never closed does: raise a ``YeddaError``
+        naming its file and line, or leave its text out
+        (:func:`skol_spark.skol.yedda.read_yedda_files`). SKOL's journals have
+        68 such blocks: read them with ``"skip"``.
 
     Returns
     -------
@@ -152,7 +160,7 @@ def read_yedda(
 
     Examples
     --------
-    >>> df, problems = read_yedda(spark, "shared/data/skol-annotated/journals")  # doctest: +SKIP
+    >>> df, problems = read_yedda(spark, "shared/data/skol-annotated/journals", unclosed="skip")  # doctest: +SKIP
     >>> with_three_classes(df).groupBy("label3").count().show()                  # doctest: +SKIP
     """
     root = Path(root)
@@ -165,7 +173,8 @@ def read_yedda(
         if not found:
             raise ValueError(f"No files matching {pattern!r} under {str(directory)!r}.")
         paths.extend(found)
-    table, problems = read_yedda_files(paths, root=root)
+    paths = list(dict.fromkeys(paths))  # a file given alone and inside a given directory is read once
+    table, problems = read_yedda_files(paths, root=root, unclosed=unclosed)
     # Materialized once so that the plan is no LocalRelation: Spark's optimizer
     # evaluates projections over a LocalRelation on the driver
     # (ConvertToLocalRelation), which ran a 1 GB driver out of heap on the
@@ -173,10 +182,15 @@ def read_yedda(
     return arrow_to_spark(spark, table).localCheckpoint(), problems
 
 
+def three_class_labels(inputCol: str = "label", outputCol: str = "label3") -> MergeLabels:
+    """SKOL's 3-class label as a Pipeline stage: Nomenclature and Description kept, the rest Misc-exposition.
+
+    At the head of a Pipeline it is saved with the fitted model, so the saved
+    model maps raw labels again when it is evaluated.
+    """
+    return MergeLabels(inputCol=inputCol, outputCol=outputCol, keep=list(KEPT_CLASSES), other=OTHER_CLASS)
+
+
 def with_three_classes(df: DataFrame, labelCol: str = "label", outputCol: str = "label3") -> DataFrame:
-    """Add SKOL's 3-class label: Nomenclature and Description kept, the rest Misc-exposition."""
-    kept = [c for c in THREE_CLASSES if c != "Misc-exposition"]
-    return df.withColumn(
-        outputCol,
-        F.when(F.col(labelCol).isin(kept), F.col(labelCol)).otherwise(F.lit("Misc-exposition")),
-    )
+    """Add SKOL's 3-class label (:func:`three_class_labels`); null labels stay null."""
+    return three_class_labels(labelCol, outputCol).transform(df)

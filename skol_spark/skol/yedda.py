@@ -31,6 +31,11 @@ inside a paragraph that crosses a page break, or a section holding a few
 sub-blocks (at most 11 in the SKOL journals, whose runaway pairs enclose 226 or
 more; the default, 50, lies between).
 
+:func:`read_yedda_files` refuses, with a :class:`~skol_spark.errors.YeddaError`
+naming the file and line, what it cannot read as asked: bytes that are not
+UTF-8, a file without any annotated block, and (unless ``unclosed="skip"``)
+unclosed openers, whose text would be left without a label.
+
 Blocks come in the order their text starts, so an outer block precedes the
 blocks nested in it, and ``line_number`` counts the emitted blocks from 0. A
 block's text is the raw text between its markers, OCR line breaks kept, only
@@ -51,8 +56,11 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
+from skol_spark.errors import YeddaError
+
 __all__ = [
     "THREE_CLASSES",
+    "UNCLOSED_POLICIES",
     "YEDDA_SCHEMA",
     "Block",
     "Issue",
@@ -67,6 +75,8 @@ logger = logging.getLogger("skol_spark")
 
 THREE_CLASSES = ("Misc-exposition", "Nomenclature", "Description")
 """The SKOL 3-class label set; index ``i`` is class ``i``."""
+OTHER_CLASS, KEPT_CLASSES = THREE_CLASSES[0], THREE_CLASSES[1:]
+"""What every raw label but the kept ones becomes in the 3-class set."""
 
 DEFAULT_MAX_ENCLOSED = 50
 
@@ -258,11 +268,15 @@ def _split_oversized(
         partner.pop(i, None)
 
 
+UNCLOSED_POLICIES = ("error", "skip")
+
+
 def read_yedda_files(
     paths: Iterable[str | os.PathLike],
     root: str | os.PathLike | None = None,
     *,
     max_enclosed: int = DEFAULT_MAX_ENCLOSED,
+    unclosed: str = "error",
 ) -> tuple[pa.Table, ParseProblems]:
     """Parse many YEDDA files into one Arrow table.
 
@@ -275,6 +289,11 @@ def read_yedda_files(
         ``root`` it is the path as given.
     max_enclosed : int, default 50
         Passed to :func:`parse_yedda`.
+    unclosed : {"error", "skip"}, default "error"
+        What a block opened with ``[@`` and never closed does (``unclosed_opener``:
+        its text would stay unlabelled): ``"error"`` raises naming the first one's
+        file and line, and how many there are; ``"skip"`` reads on, leaving
+        that text out, and reports them in the log line.
 
     Returns
     -------
@@ -284,13 +303,21 @@ def read_yedda_files(
         irregularities summed over all files, also logged in one line on the
         ``skol_spark`` logger.
 
+    Raises
+    ------
+    YeddaError
+        A file that is not UTF-8 (its line and the byte), one with no
+        annotated block, or (``unclosed="error"``) unclosed blocks.
+
     Examples
     --------
     >>> from pathlib import Path
     >>> root = Path("data/annotated/journals")
     >>> paths = sorted(root.rglob("*.txt.ann"))
-    >>> table, problems = read_yedda_files(paths, root=root)  # doctest: +SKIP
+    >>> table, problems = read_yedda_files(paths, root=root, unclosed="skip")  # doctest: +SKIP
     """
+    if unclosed not in UNCLOSED_POLICIES:
+        raise ValueError(f"Expected unclosed to be one of {UNCLOSED_POLICIES}. Received: {unclosed!r}")
     root_path = Path(root) if root is not None else None
     doc_ids: list[str] = []
     line_numbers: list[int] = []
@@ -298,10 +325,20 @@ def read_yedda_files(
     labels: list[str] = []
     problems = ParseProblems()
     num_files = 0
+    first: dict[str, str] = {}  # irregularity kind -> where it was first seen
+    unclosed_files = 0
     for path in paths:
         path = Path(path)
         doc_id = _doc_id(path, root_path)
-        result = parse_yedda(path.read_text(encoding="utf-8"), max_enclosed=max_enclosed)
+        result = parse_yedda(_read_utf8(path), max_enclosed=max_enclosed)
+        if not result.blocks:
+            raise YeddaError(
+                f"{path}: no annotated block. YEDDA marks each block as [@text#Label*]; "
+                "is this an annotated (.ann) file?"
+            )
+        for kind, line in result.issues:
+            first.setdefault(kind, f"{path} line {line}")
+        unclosed_files += bool(result.problems.unclosed_opener)
         for block in result.blocks:
             doc_ids.append(doc_id)
             line_numbers.append(block.line_number)
@@ -309,6 +346,14 @@ def read_yedda_files(
             labels.append(block.label)
         problems = problems + result.problems
         num_files += 1
+    if problems.unclosed_opener and unclosed == "error":
+        raise YeddaError(
+            f"{first['unclosed_opener']}: a block opened with '[@' is never closed, so its text "
+            f"would have no label ({problems.unclosed_opener} such blocks in {unclosed_files} of "
+            f"{num_files} files; a closer more than {max_enclosed} blocks away counts as none). "
+            "Close it with #Label*], or read on without those texts (unclosed='skip'; "
+            "on the command line --skip-unclosed)."
+        )
     table = pa.table(
         [
             pa.array(doc_ids, pa.string()),
@@ -319,8 +364,25 @@ def read_yedda_files(
         schema=YEDDA_SCHEMA,
     )
     level = logging.WARNING if problems.unclosed_opener or problems.orphan_closer else logging.INFO
-    logger.log(level, "YEDDA: %d files, %d blocks; %s", num_files, table.num_rows, problems)
+    where = "".join(
+        f"; first {kind}: {first[kind]}" for kind in ("unclosed_opener", "orphan_closer") if kind in first
+    )
+    logger.log(level, "YEDDA: %d files, %d blocks; %s%s", num_files, table.num_rows, problems, where)
     return table, problems
+
+
+def _read_utf8(path: Path) -> str:
+    """The file's text; a byte that is not UTF-8 is an error naming its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YeddaError(
+            f"{path} line {line}, column {column}: byte 0x{data[exc.start]:02x} is not UTF-8 ({exc.reason}). "
+            "YEDDA files are read as UTF-8: convert the file, e.g. iconv -f latin1 -t utf-8."
+        ) from None
 
 
 def _doc_id(path: Path, root: Path | None) -> str:
@@ -345,4 +407,4 @@ def to_three_classes(label: str) -> str:
     >>> to_three_classes("Page-header"), to_three_classes("Nomenclature")
     ('Misc-exposition', 'Nomenclature')
     """
-    return label if label in ("Nomenclature", "Description") else "Misc-exposition"
+    return label if label in KEPT_CLASSES else OTHER_CLASS

@@ -45,7 +45,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         - training: ``epochs``, ``batchSize``, ``learningRate``, ``seed``,
           ``weightStrategy``, ``effectiveNumberBeta``, ``classWeights``,
           ``validationFraction``, ``earlyStoppingPatience``, ``tuneThresholds``,
-          ``numWorkers``, ``mlflowLogging``, ``initialModel``;
+          ``numWorkers``, ``mlflowLogging``, ``verbose``, ``initialModel``;
         - transform: ``windowStride``, ``predictBatchSize``, ``thresholds``, ``useGpu``,
           ``inferenceEngine``.
 
@@ -143,6 +143,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             tune_thresholds=self.getTuneThresholds(),
             thresholds=self.getThresholds() if self.isSet(self.thresholds) else None,
             mlflow_logging=self.getMlflowLogging(),
+            verbose=self.getVerbose(),
             params={p.name: v for p, v in self.extractParamMap().items()},
             initial=initial,
         )

@@ -1,9 +1,10 @@
 """Saving and loading the stages: the class names saved metadata records, readers and writers.
 
-Saved metadata names ``skol_spark.estimator.BiLSTMClassifier`` and
-``skol_spark.estimator.BiLSTMClassificationModel`` (pyspark's Pipeline reader
-imports that path), whatever module defines the classes: the names are pinned
-here and ``skol_spark/estimator.py`` keeps the import path alive.
+Saved metadata names ``skol_spark.estimator.BiLSTMClassifier``,
+``skol_spark.estimator.BiLSTMClassificationModel`` and
+``skol_spark.estimator.MergeLabels`` (pyspark's Pipeline reader imports that
+path), whatever module defines the classes: the names are pinned here and
+``skol_spark/estimator.py`` keeps the import path alive.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = ["SAVED_CLASS_NAMES", "saved_class_name", "saved_stage", "restore"]
 SAVED_CLASS_NAMES = {
     "BiLSTMClassifier": "skol_spark.estimator.BiLSTMClassifier",
     "BiLSTMClassificationModel": "skol_spark.estimator.BiLSTMClassificationModel",
+    "MergeLabels": "skol_spark.estimator.MergeLabels",
 }
 
 
@@ -92,6 +94,20 @@ class ModelReader(_Reader):
         return self.cls._from_saved(stage, network, f"Model directory {path!r}")
 
 
+class ParamsWriter(_Writer):
+    """A stage that is only its Params: Spark ML metadata."""
+
+    def saveImpl(self, path: str) -> None:
+        save_stage_directory(self.sparkSession, path, saved_stage(self.instance), {}, self.shouldOverwrite)
+
+
+class ParamsReader(_Reader):
+    def load(self, path: str) -> Any:
+        check_connect_support("loading")
+        stage, _ = load_stage_directory(self.sparkSession, path, saved_class_name(self.cls), "Stage directory")
+        return restore(self.cls, stage, f"Stage directory {path!r}")
+
+
 class ClassifierWriter(_Writer):
     """The estimator's Params as Spark ML metadata, plus initialModel in its own directory."""
 
@@ -113,7 +129,9 @@ class ClassifierReader(_Reader):
 
     def load(self, path: str) -> Any:
         check_connect_support("loading")
-        stage, parsed = load_stage_directory(self.sparkSession, path, saved_class_name(self.cls))
+        stage, parsed = load_stage_directory(
+            self.sparkSession, path, saved_class_name(self.cls), "Estimator directory"
+        )
         instance = restore(self.cls, stage, f"Estimator directory {path!r}")
         if parsed.get("hasInitialModel"):
             initial = self.model_cls.read().session(self.sparkSession).load(f"{path}/{INITIAL_MODEL_DIR}")

@@ -282,6 +282,14 @@ class _TrainingParams(HasSeed):
         TypeConverters.toBoolean,
     )
 
+    verbose: Param[bool] = _param(
+        "verbose",
+        "write fit's progress to stderr on the driver: a line when training starts, then one per "
+        "epoch (for an ensemble, one per network once it has trained). False writes nothing; "
+        "either way every epoch is logged on the skol_spark.progress logger (INFO).",
+        TypeConverters.toBoolean,
+    )
+
     getEpochs = _getter("epochs")
     getBatchSize = _getter("batchSize")
     getLearningRate = _getter("learningRate")
@@ -293,6 +301,7 @@ class _TrainingParams(HasSeed):
     getClassWeights = _getter("classWeights")
     getNumWorkers = _getter("numWorkers")
     getMlflowLogging = _getter("mlflowLogging")
+    getVerbose = _getter("verbose")
 
 
 class _TransformParams(Params):
@@ -375,6 +384,7 @@ class _BiLSTMParams(_DocumentColumnParams, _NetworkParams, _TrainingParams, _Tra
             effectiveNumberBeta=0.999,
             numWorkers=1,
             mlflowLogging=True,
+            verbose=True,
             predictBatchSize=256,
             useGpu=False,
             inferenceEngine="auto",

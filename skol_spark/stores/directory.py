@@ -294,8 +294,10 @@ def save_stage_directory(
     write_text(spark, os.path.join(path, METADATA_DIR), metadata, overwrite)
 
 
-def load_stage_directory(spark: SparkSession, path: str, class_name: str) -> tuple[SavedStage, dict[str, Any]]:
+def load_stage_directory(
+    spark: SparkSession, path: str, class_name: str, what: str = "Stage directory"
+) -> tuple[SavedStage, dict[str, Any]]:
     """What :func:`save_stage_directory` wrote: the stage record and the whole parsed metadata."""
-    source = f"Estimator directory {path!r}"
+    source = f"{what} {path!r}"
     parsed = parse_metadata(read_text(spark, os.path.join(path, METADATA_DIR), source), class_name, source)
     return _stage_of(parsed), parsed

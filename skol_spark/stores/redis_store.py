@@ -1,7 +1,9 @@
 """Model stores outside the filesystem. Redis: one hash per model.
 
 A model lives under one Redis key as a hash with the same two parts as on
-disk (:func:`skol_spark.stores.directory.model_to_parts`):
+disk (:func:`skol_spark.stores.directory.model_to_parts`); a whole
+PipelineModel the same way, its metadata listing every stage and its body
+holding their arrays (:mod:`skol_spark.stages.pipeline_store`):
 
 ``metadata``
     the metadata JSON, recording the body's size and SHA-256;
@@ -45,7 +47,7 @@ from skol_spark.stores.directory import SavedStage, model_from_parts, model_to_p
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["save_to_redis", "load_from_redis", "redis_client"]
+__all__ = ["save_to_redis", "load_from_redis", "save_parts_to_redis", "load_parts_from_redis", "redis_client"]
 
 REDIS_CHUNK_BYTES = 64 << 20
 CONNECTION_RETRIES = 3
@@ -111,6 +113,22 @@ def save_to_redis(
     chunk_bytes: int = REDIS_CHUNK_BYTES,
 ) -> None:
     """Store a model (its stage record and network) under ``key`` atomically; see the module doc."""
+    from pyspark import __version__ as spark_version
+
+    metadata, body = model_to_parts(stage, network, spark_version)
+    save_parts_to_redis(metadata, body, client_or_url, key, ttl, overwrite, chunk_bytes)
+
+
+def save_parts_to_redis(
+    metadata: str | bytes,
+    body: bytes,
+    client_or_url: redis.Redis | str,
+    key: str,
+    ttl: float | None = None,
+    overwrite: bool = True,
+    chunk_bytes: int = REDIS_CHUNK_BYTES,
+) -> None:
+    """Store a metadata JSON and its body under ``key`` as one hash, atomically (the module doc's layout)."""
     import redis
 
     if chunk_bytes <= 0:
@@ -118,9 +136,6 @@ def save_to_redis(
     if ttl is not None and ttl <= 0:
         raise ValueError(f"Expected ttl in seconds > 0, or None. Received: {ttl}")
     client, where = redis_client(client_or_url)
-    from pyspark import __version__ as spark_version
-
-    metadata, body = model_to_parts(stage, network, spark_version)
     chunks = [body[lo : lo + chunk_bytes] for lo in range(0, max(len(body), 1), chunk_bytes)]
     temp = _staging_key(key)
     try:
@@ -177,6 +192,16 @@ def load_from_redis(
     client_or_url: redis.Redis | str, key: str, class_name: str
 ) -> tuple[SavedStage, TrainedNetwork]:
     """The stage record and network stored under ``key``, verified as on disk."""
+    metadata, body, source = load_parts_from_redis(client_or_url, key)
+    return model_from_parts(metadata, body, class_name, source)
+
+
+def load_parts_from_redis(client_or_url: redis.Redis | str, key: str) -> tuple[bytes, bytes, str]:
+    """The metadata JSON and the whole body stored under ``key``, and a name for the key in messages.
+
+    The chunks are checked to be all there; the body's size and checksum are
+    the metadata reader's to check.
+    """
     import redis
 
     client, where = redis_client(client_or_url)
@@ -210,4 +235,4 @@ def load_from_redis(
             f"(first missing: chunk:{missing[0]})."
         )
     body = b"".join(stored[f"chunk:{i}".encode()] for i in range(count))
-    return model_from_parts(stored[_METADATA], body, class_name, source)
+    return stored[_METADATA], body, source

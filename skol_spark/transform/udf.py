@@ -4,9 +4,11 @@
 (``repartition`` + ``sortWithinPartitions``), runs an iterator UDF over
 ``struct(doc, position, features)`` and adds the three output columns. The
 UDF is an ``arrow_udf`` on Spark 4.1+ and a ``pandas_udf`` before; either way
-its body is :func:`skol_spark.transform.predict.label_rows`, and its closure holds only
-a :class:`~skol_spark.transform.predict.PredictSpec`. This module is what cloudpickle
-ships to the executors by reference, so it imports no stage class.
+its body is :func:`skol_spark.transform.predict.label_rows`, and what it ships is a
+:class:`~skol_spark.transform.predict.PredictSpec`. The function Spark pickles
+is made by :func:`skol_spark.compat.executors.on_executors`: it imports this
+module on the executor, or fails naming the executors' Python and the fixes.
+This module imports no stage class.
 """
 
 from __future__ import annotations
@@ -88,28 +90,40 @@ def output_type(vector_output: bool) -> T.StructType:
 
 
 def _labeling_udf(spec: PredictSpec) -> Any:
-    """The per-partition labeling UDF; its closure holds ``spec`` and nothing else."""
+    """The per-partition labeling UDF; what it ships is ``spec`` and the entry point's name.
+
+    The function Spark pickles comes from :func:`skol_spark.compat.executors.on_executors`,
+    so an executor that cannot import skol_spark fails with a message saying so.
+    """
+    from skol_spark.compat.executors import on_executors
+
     return_type = output_type(spec.vector_output)
     if spec.vector_output:
+        types = (Iterator[pa.Array], Iterator[pa.Array])
+        function = on_executors(__name__, "label_arrow_batches", spec, types=types)
+        return F.arrow_udf(function, return_type).asNondeterministic()
+    types = (Iterator[pd.DataFrame], Iterator[pd.DataFrame])
+    function = on_executors(__name__, "label_pandas_frames", spec, types=types)
+    return F.pandas_udf(function, return_type).asNondeterministic()
 
-        def label_arrow(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-            from skol_spark.transform.predict import label_rows
 
-            yield from label_rows(_with_task_resources(spec), batches)
+def label_arrow_batches(batches: Iterator[pa.Array], spec: PredictSpec) -> Iterator[pa.Array]:
+    """Executor side of the Arrow UDF: the rows' outputs, batch by batch."""
+    from skol_spark.transform.predict import label_rows
 
-        return F.arrow_udf(label_arrow, return_type).asNondeterministic()
+    yield from label_rows(_with_task_resources(spec), batches)
 
-    def label_pandas(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from skol_spark.transform.predict import label_rows
 
-        arrays = (
-            table_to_struct_array(pa.Table.from_pandas(frame, preserve_index=False))
-            for frame in frames
-        )
-        for out in label_rows(_with_task_resources(spec), arrays):
-            yield struct_array_to_table(out).to_pandas()
+def label_pandas_frames(frames: Iterator[pd.DataFrame], spec: PredictSpec) -> Iterator[pd.DataFrame]:
+    """Executor side of the pandas UDF (Spark < 4.1): frames in, frames out, through Arrow."""
+    from skol_spark.transform.predict import label_rows
 
-    return F.pandas_udf(label_pandas, return_type).asNondeterministic()
+    arrays = (
+        table_to_struct_array(pa.Table.from_pandas(frame, preserve_index=False))
+        for frame in frames
+    )
+    for out in label_rows(_with_task_resources(spec), arrays):
+        yield struct_array_to_table(out).to_pandas()
 
 
 def _with_task_resources(spec: PredictSpec) -> PredictSpec:

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from skol_spark.compat.connect import is_remote
+from skol_spark.compat.executors import EXECUTOR_IMPORT_ERROR, on_executors
 from skol_spark.errors import DistributedTrainingError, ModelRebuildError
 from skol_spark.fit.distributed.worker import (
     ERROR,
@@ -60,6 +61,7 @@ from skol_spark.fit.distributed.worker import (
     ROWS,
     SPEC,
 )
+from skol_spark.fit.progress import FitProgress
 from skol_spark.nn.trained_network import TrainedNetwork
 
 __all__ = ["DistributedFit", "DistributedSpec", "fit_on_executors"]
@@ -130,8 +132,11 @@ def check_cluster_slots(dataset: Any, num_workers: int) -> None:
         )
 
 
-def fit_on_executors(dataset: Any, spec: DistributedSpec) -> DistributedFit:
-    """Train on the executors in one barrier stage; the result of rank 0, checked on the driver."""
+def fit_on_executors(dataset: Any, spec: DistributedSpec, progress: FitProgress) -> DistributedFit:
+    """Train on the executors in one barrier stage; the result of rank 0, checked on the driver.
+
+    Rank 0's epochs reach ``progress`` as they end (classic Spark), or from the history at the end.
+    """
     from pyspark.sql import functions as F
 
     check_cluster_slots(dataset, spec.num_workers)
@@ -139,21 +144,19 @@ def fit_on_executors(dataset: Any, spec: DistributedSpec) -> DistributedFit:
     selected = dataset.select(*[F.col(f"`{c}`") for c in spec.columns]).repartition(
         spec.num_workers, F.col(f"`{doc}`")
     )
-    listener = _progress_listener(dataset, spec.config["epochs"])
+    listener = _progress_listener(dataset, progress)
     progress = None if listener is None else {"address": listener.address, "token": listener.token}
     spec_json, initial = json.dumps({**json.loads(spec.to_json()), "progress": progress}), spec.initial_weights
 
-    def run(batches: Iterator[Any]) -> Iterator[Any]:
-        return _run_rank(batches, spec_json, initial)
-
+    run = on_executors(__name__, "_run_rank", spec_json, initial)
     started = time.monotonic()
     try:
         rows = selected.mapInArrow(run, RESULT_SCHEMA, barrier=True).collect()
     except Exception as exc:  # noqa: BLE001 - Spark wraps the task's error; find the worker's own
-        found = re.search(re.escape(_ERROR_START) + r"(.*?)" + re.escape(_ERROR_END), str(exc), re.S)
-        if found is None:
+        error = _task_error(str(exc))
+        if error is None:
             raise
-        raise DistributedTrainingError(found.group(1).strip()) from None
+        raise error from None
     finally:
         if listener is not None:
             listener.close()
@@ -178,27 +181,36 @@ def fit_on_executors(dataset: Any, spec: DistributedSpec) -> DistributedFit:
         spec.num_workers, fit.steps_per_epoch, meta["local_batch"] * spec.num_workers, meta["local_batch"],
         fit.digests.shape[0], fit.digests.shape[1] - 1, time.monotonic() - started,
     )
-    _log_missed_epochs(fit.history, spec.config["epochs"], set() if listener is None else listener.logged)
+    _report_missed_epochs(fit.history, progress, set() if listener is None else listener.logged)
     return fit
 
 
+def _task_error(message: str) -> DistributedTrainingError | None:
+    """The worker's own error in Spark's exception text, or the executors' failed import; else None."""
+    found = re.search(re.escape(_ERROR_START) + r"(.*?)" + re.escape(_ERROR_END), message, re.S)
+    if found is not None:
+        return DistributedTrainingError(found.group(1).strip())
+    found = re.search(re.escape(EXECUTOR_IMPORT_ERROR) + r"[^\n]*", message)
+    if found is not None:
+        return DistributedTrainingError(found.group(0).strip())
+    return None
+
+
 class _ProgressListener:
-    """Rank 0's epoch lines, logged on the driver as they arrive (classic Spark: executors reach the driver).
+    """Rank 0's epochs, reported on the driver as they end (classic Spark: executors reach the driver).
 
     One TCP connection, authenticated by a random token; epochs it never
-    heard of are logged from the history once the stage ends.
+    heard of are reported from the history once the stage ends.
     """
 
-    def __init__(self, host: str, epochs: int) -> None:
-        self.epochs, self.token, self.logged = epochs, secrets.token_hex(16), set()
+    def __init__(self, host: str, progress: FitProgress) -> None:
+        self.progress, self.token, self.logged = progress, secrets.token_hex(16), set()
         self.server = socket.create_server((host, 0))
         self.address = f"{host}:{self.server.getsockname()[1]}"
         self.thread = threading.Thread(target=self._serve, daemon=True, name="skol-progress")
         self.thread.start()
 
     def _serve(self) -> None:
-        from skol_spark.fit.training import log_epoch
-
         try:
             connection, _ = self.server.accept()
             with connection, connection.makefile("r", encoding="utf-8") as lines:
@@ -206,7 +218,7 @@ class _ProgressListener:
                     return
                 for line in lines:
                     entry = json.loads(line)
-                    log_epoch(entry["epoch"], self.epochs, entry["logs"])
+                    self.progress.epoch(entry["epoch"], entry["logs"])
                     self.logged.add(entry["epoch"])
         except (OSError, ValueError, KeyError):
             pass  # the history still carries every epoch
@@ -217,22 +229,20 @@ class _ProgressListener:
         self.thread.join(timeout=5)
 
 
-def _progress_listener(dataset: Any, epochs: int) -> _ProgressListener | None:
+def _progress_listener(dataset: Any, progress: FitProgress) -> _ProgressListener | None:
     if is_remote():
         return None  # the client may not be reachable from the executors
     try:
-        return _ProgressListener(dataset.sparkSession.conf.get("spark.driver.host"), epochs)
+        return _ProgressListener(dataset.sparkSession.conf.get("spark.driver.host"), progress)
     except Exception:  # noqa: BLE001 - no live progress; the history is logged at the end
         return None
 
 
-def _log_missed_epochs(history: dict[str, list[float]], epochs: int, logged: set[int]) -> None:
-    from skol_spark.fit.training import log_epoch
-
+def _report_missed_epochs(history: dict[str, list[float]], progress: FitProgress, logged: set[int]) -> None:
     metrics = {k: v for k, v in history.items() if k != "best_epoch"}
     for epoch in range(max((len(v) for v in metrics.values()), default=0)):
         if epoch not in logged:
-            log_epoch(epoch, epochs, {k: v[epoch] for k, v in metrics.items() if epoch < len(v)})
+            progress.epoch(epoch, {k: v[epoch] for k, v in metrics.items() if epoch < len(v)})
 
 
 def _check_ranks_agree(digests: np.ndarray) -> None:
