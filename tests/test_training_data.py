@@ -174,7 +174,7 @@ def test_every_row_invalid_is_a_clear_error():
 def test_error_names_column_document_and_position(row, match):
     one = defective_batch().slice(row, 1)
     names = dict(doc_col="doc_id")  # messages use the caller's column names
-    one = one.rename_columns(["doc_id", "pos", "label", "features"])
+    one = pa.RecordBatch.from_arrays(one.columns, names=["doc_id", "pos", "label", "features"])
     with pytest.raises(InvalidRowError, match=match.replace("(", r"\(").replace(")", r"\)")):
         rows_from_batches([one], names["doc_col"], "pos", "label", "features", width=4, num_classes=3)
 
