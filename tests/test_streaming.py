@@ -74,6 +74,7 @@ def run(stream, function, checkpoint) -> None:
         query.stop()
 
 
+@pytest.mark.core
 def test_transform_of_a_stream_names_foreach_batch(spark, tmp_path):
     write_files(tmp_path / "in", [documents({"a": 5})])
     stream = stream_of(spark, tmp_path / "in")
@@ -87,6 +88,7 @@ def test_fit_on_a_stream_is_refused(spark, tmp_path):
         BiLSTMClassifier(**TINY).fit(stream_of(spark, tmp_path / "in"))
 
 
+@pytest.mark.core
 def test_foreach_batch_labels_a_file_stream_as_a_batch_transform_does(spark, tmp_path):
     """Each file holds whole documents, so each micro-batch does too: the README's recipe."""
     model = small_model()
