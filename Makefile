@@ -6,6 +6,8 @@
 #               a Spark Connect server, notebooks, data-parallel workers
 #   make test-lts   the core tests on the Spark 3.5 LTS stack (.ci/constraints-lts.txt)
 #   make test-spark40   the core tests on Spark 4.0 (.ci/constraints-spark40.txt)
+#   make test-spark41   the core tests on Spark 4.1 (.ci/constraints-spark41.txt)
+#   make test-spark42   the core tests on Spark 4.2 (.ci/constraints-spark42.txt)
 #   make lint   ruff check with the project's config (pyproject.toml)
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +17,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test test-slow test-lts test-spark40 lint install clean journals journals-transfer journals-lovo
+.PHONY: demo test test-slow test-lts test-spark40 test-spark41 test-spark42 lint install clean journals journals-transfer journals-lovo
 
 $(STAMP): EXTRAS := test
 $(DEMO_STAMP): EXTRAS := spark,tensorflow
@@ -51,14 +53,20 @@ lint: $(STAMP)
 #   lts       Spark 3.5 LTS (Databricks 14.3/15.4/16.4 LTS ML, EMR 7, Dataproc 2.2)
 #   spark40   Spark 4.0 (Databricks 17.3 LTS): the pandas UDF path, with the
 #             newest pandas, pyarrow, numpy and TensorFlow
+#   spark41   Spark 4.1 (Databricks 18): the Arrow UDF path on the oldest
+#             pandas (2.2), pyarrow (15) and numpy (1.26) pyspark 4.1 accepts
+#   spark42   Spark 4.2: pyarrow 18 (its floor), numpy 2.1, pandas 2.3
 # TensorFlow 2.16 has no wheels past Python 3.12.
-PINNED_LEGS := lts spark40
+PINNED_LEGS := lts spark40 spark41 spark42
 PYTHON_PINNED ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.10 || echo python3)
 RUNTIME_PACKAGES := pyspark pandas pyarrow numpy tensorflow-cpu keras
-# The core tests: fit, transform (and its ONNX Runtime path), handleInvalid, persistence (directory,
-# Pipeline, Keras files), the Redis store, the CLI, the version shims.
+# The core tests (marked core): fit, transform (Keras and ONNX Runtime), handleInvalid, persistence
+# (directory, Pipeline, Keras files), the Redis store,
+# Arrow and vector conversion, the version shims, the streaming error: what
+# differs between the lines. The main leg runs every test.
 CORE_TESTS := tests/test_compat.py tests/test_estimator.py tests/test_invalid.py \
-	tests/test_persistence.py tests/test_redis_store.py tests/test_cli.py tests/test_fast_inference.py
+	tests/test_persistence.py tests/test_redis_store.py tests/test_streaming.py \
+	tests/test_fast_inference.py
 
 .PRECIOUS: .venv-%/.installed
 .venv-%/.installed: .ci/constraints-%.txt setup.cfg pyproject.toml
@@ -70,7 +78,7 @@ CORE_TESTS := tests/test_compat.py tests/test_estimator.py tests/test_invalid.py
 	touch $@
 
 $(addprefix test-,$(PINNED_LEGS)): test-%: .venv-%/.installed
-	PYSPARK_PYTHON=$(abspath .venv-$*/bin/python) .venv-$*/bin/python -m pytest -n 2 $(CORE_TESTS)
+	PYSPARK_PYTHON=$(abspath .venv-$*/bin/python) .venv-$*/bin/python -m pytest -n 2 -m core $(CORE_TESTS)
 
 clean:
 	rm -rf $(VENV) $(addprefix .venv-,$(PINNED_LEGS)) build dist *.egg-info .pytest_cache

@@ -1,8 +1,8 @@
 """Every exception skol_spark raises on purpose, in one place.
 
 Rows the model cannot use, networks that cannot be rebuilt, saving and loading
-models, Spark clients skol_spark cannot run on, annotated files that cannot be
-read, and command-line jobs.
+models, Spark clients and streaming inputs skol_spark cannot run on,
+annotated files that cannot be read, and command-line jobs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "ModelExistsError",
     "StoreUnavailableError",
     "SparkConnectUnsupportedError",
+    "StreamingInputError",
     "DistributedTrainingError",
     "JobError",
     "YeddaError",
@@ -70,6 +71,10 @@ class StoreUnavailableError(ModelLoadError, ConnectionError):
 
 class SparkConnectUnsupportedError(RuntimeError):
     """The session is a Spark Connect client too old for what was asked (pyspark < 4.0)."""
+
+
+class StreamingInputError(ValueError):
+    """A streaming DataFrame given to fit or transform, which need each document whole (use foreachBatch)."""
 
 
 class DistributedTrainingError(RuntimeError):

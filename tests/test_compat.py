@@ -6,6 +6,8 @@ import pytest
 
 from skol_spark.compat import shims as compat
 
+pytestmark = pytest.mark.core
+
 
 def _table():
     return pa.table(

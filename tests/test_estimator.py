@@ -14,6 +14,7 @@ def _by_key(rows, key=("doc_id", "line_number")):
     return {tuple(r[k] for k in key): r for r in rows}
 
 
+@pytest.mark.core
 @pytest.mark.connect
 def test_transform_keeps_every_row_and_column_and_adds_outputs(fitted, test_df):
     out = fitted.transform(test_df.withColumn("text", F.concat(F.lit("line "), F.col("line_number"))))
@@ -186,6 +187,7 @@ def test_model_is_built_once_per_python_worker(spark, fitted, test_df):
     assert sum(builds.values()) <= 2  # local[2]: at most two reused workers ran the transform
 
 
+@pytest.mark.core
 @pytest.mark.connect
 def test_pandas_udf_path_gives_the_same_output(monkeypatch, fitted, test_df):
     """Spark < 4.1 has no arrow_udf; its pandas path must agree with the Arrow one."""
@@ -200,6 +202,7 @@ def test_pandas_udf_path_gives_the_same_output(monkeypatch, fitted, test_df):
         np.testing.assert_allclose(row.probability.toArray(), arrow_rows[key].probability.toArray(), rtol=1e-5)
 
 
+@pytest.mark.core
 def test_sparse_vector_features(spark, tiny_params):
     from pyspark.ml.linalg import Vectors
 

@@ -84,6 +84,7 @@ def test_fast_path_labels_as_keras_does(kind, sparse, engine_warnings):
     assert engine_warnings() == []
 
 
+@pytest.mark.core
 def test_the_graph_matches_keras_on_windows_with_masked_tails():
     net = _network(embedding_size=0)
     forward = OnnxForward(net, threads=1)
@@ -128,6 +129,7 @@ def _gru_network():
     return keras.Model([features, mask], out)
 
 
+@pytest.mark.core
 def test_a_network_with_a_layer_it_does_not_translate_falls_back_with_one_warning(engine_warnings):
     net = _gru_network()
     with pytest.raises(UnsupportedNetworkError, match="Bidirectional over GRU"):
@@ -169,6 +171,7 @@ def test_keras_engine_and_gpu_devices_take_keras_without_a_reason():
         select_forward(net, "/CPU:0", "onnx")
 
 
+@pytest.mark.core
 def test_inference_engine_param_and_spark_conf(spark, test_df):
     model = small_model()
     assert model.getInferenceEngine() == "auto" and model._predict_spec().inference_engine == "auto"

@@ -83,6 +83,7 @@ def transformed(fitted, df, mode):
     return fitted.copy({fitted.handleInvalid: mode}).transform(df)
 
 
+@pytest.mark.core
 def test_keep_and_skip_account_for_every_row(spark, fitted):
     kinds = list(DEFECTS) + ["duplicate position"]
     rows, bad = build_rows(0, [30, 1, 45], [(k, i, i) for i, k in enumerate(kinds)])
@@ -107,7 +108,14 @@ def test_keep_and_skip_account_for_every_row(spark, fitted):
         np.testing.assert_allclose(kept[r.row_id].probability.toArray(), expected[r.row_id], atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", list(DEFECTS) + ["duplicate position"])
+# Core: the defects whose detection differs between the pandas and the Arrow UDF path.
+CORE_DEFECTS = ("NaN position", "null features", "duplicate position")
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=pytest.mark.core) if k in CORE_DEFECTS else k
+             for k in [*DEFECTS, "duplicate position"]]
+)
 def test_error_names_the_row(spark, fitted, kind):
     from skol_spark.transform.udf import USE_ARROW_UDF
 
@@ -121,6 +129,7 @@ def test_error_names_the_row(spark, fitted, kind):
         fitted.transform(frame(spark, rows)).collect()
 
 
+@pytest.mark.core
 def test_empty_input_gives_empty_output_with_the_schema(spark, fitted):
     df = spark.createDataFrame([], SCHEMA)
     out = fitted.transform(df)

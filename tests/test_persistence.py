@@ -22,6 +22,7 @@ def _params(model):
     return {p.name: model.getOrDefault(p) for p in model.params if model.isDefined(p)}
 
 
+@pytest.mark.core
 @pytest.mark.connect
 def test_model_directory_round_trip(fitted, test_df, tmp_path):
     path = str(tmp_path / "model")
@@ -145,6 +146,7 @@ def _text_corpus(spark):
     return spark.createDataFrame(rows, ["doc_id", "line_number", "text", "label_name"])
 
 
+@pytest.mark.core
 def test_pipeline_with_builtin_stages_round_trip(spark, tiny_params, tmp_path):
     df = _text_corpus(spark)
     pipeline = Pipeline(
@@ -199,6 +201,7 @@ def test_cross_validator_and_train_validation_split(spark, train_df, tiny_params
     assert len(tvs_model.validationMetrics) == 1 and 0 < tvs_model.validationMetrics[0] <= 1
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_save_keras_loads_in_plain_keras(fitted, test_df, tmp_path, suffix):
     path = str(tmp_path / f"net{suffix}")
@@ -231,6 +234,7 @@ def _legacy_network(window, features, classes):
     return net
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_from_keras_accepts_the_seeds_legacy_closure_loss_files(spark, test_df, tmp_path, suffix):
     net = _legacy_network(16, 8, 3)

@@ -27,6 +27,7 @@ def client(redis_url):
     c.flushdb()
 
 
+@pytest.mark.core
 @pytest.mark.connect
 def test_round_trip_by_url_and_by_client(fitted, test_df, redis_url, client):
     fitted.saveToRedis(redis_url, "skol:model")

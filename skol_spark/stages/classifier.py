@@ -17,7 +17,7 @@ from skol_spark.compat.connect import check_connect_support
 from skol_spark.stages.io import ClassifierReader, ClassifierWriter
 from skol_spark.stages.model import BiLSTMClassificationModel
 from skol_spark.stages.params import ESTIMATOR_SETTABLE, _BiLSTMParams, _HasInitialModel, add_setters
-from skol_spark.stages.schema import check_input_schema
+from skol_spark.stages.schema import check_batch_input, check_input_schema
 
 __all__ = ["BiLSTMClassifier"]
 
@@ -82,6 +82,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
         from skol_spark.fit.orchestration import fit_network
 
         check_connect_support("fit")
+        check_batch_input(dataset, fitting=True)
         self._validate_params(fitting=True)
         check_input_schema(self, dataset.schema, with_label=True)
         result = fit_network(dataset, self._fit_request())

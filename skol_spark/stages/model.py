@@ -27,7 +27,7 @@ from skol_spark.stages.params import (
     _FittedNetworkParams,
     add_setters,
 )
-from skol_spark.stages.schema import check_input_schema, check_output_columns
+from skol_spark.stages.schema import check_batch_input, check_input_schema, check_output_columns
 from skol_spark.stores.directory import SavedStage
 from skol_spark.transform.predict import PredictSpec
 from skol_spark.transform.udf import USE_ARROW_UDF, label_dataframe
@@ -240,6 +240,7 @@ class BiLSTMClassificationModel(Model, _BiLSTMParams, _FittedNetworkParams, MLWr
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         check_connect_support("transform")
+        check_batch_input(dataset, fitting=False)
         self._validate_params(fitting=False)
         check_input_schema(self, dataset.schema, with_label=False)
         outputs = (self.getPredictionCol(), self.getProbabilityCol(), self.getRawPredictionCol())

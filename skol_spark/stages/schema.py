@@ -7,11 +7,33 @@ from typing import Any
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import types as T
 
-__all__ = ["check_input_schema", "check_output_columns"]
+from skol_spark.errors import StreamingInputError
+
+__all__ = ["check_batch_input", "check_input_schema", "check_output_columns"]
 
 
 def _fail_column(name: str, what: str, received: Any, fix: str) -> None:
     raise ValueError(f"Column {name!r} {what}. Received: {received}. {fix}")
+
+
+def check_batch_input(dataset: Any, fitting: bool) -> None:
+    """Refuse a streaming DataFrame: fit and transform need each document whole, sorted by position."""
+    if not dataset.isStreaming:
+        return
+    if fitting:
+        raise StreamingInputError(
+            "BiLSTMClassifier.fit needs a batch DataFrame. Received: a streaming DataFrame "
+            "(isStreaming is True). Training reads every document whole: train on a batch read of "
+            "the same source (spark.read instead of spark.readStream)."
+        )
+    raise StreamingInputError(
+        "BiLSTMClassificationModel.transform needs a batch DataFrame. Received: a streaming DataFrame "
+        "(isStreaming is True); labeling sorts each document's rows by position, which Structured "
+        "Streaming cannot do. Label each micro-batch in writeStream.foreachBatch, e.g. "
+        "foreachBatch(lambda batch, batch_id: model.transform(batch).write.mode('append').saveAsTable(...)); "
+        "a document must arrive whole in one micro-batch (for example, whole documents per file). "
+        "For documents split across micro-batches use skol_spark.stages.streaming.CompleteDocumentsLabeler."
+    )
 
 
 def check_input_schema(params: Any, schema: T.StructType, with_label: bool) -> None:

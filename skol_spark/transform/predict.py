@@ -138,17 +138,33 @@ def _list_array(values: np.ndarray) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), pa.float64()))
 
 
+# Spark's Arrow type for a VectorUDT value, nullability included: pyarrow < 16 cannot
+# cast a nullable field to it, which Spark 4.1's Arrow UDF does with what a UDF returns.
+_VECTOR_TYPE = pa.struct(
+    [
+        pa.field("type", pa.int8(), nullable=False),
+        pa.field("size", pa.int32()),
+        pa.field("indices", pa.list_(pa.field("element", pa.int32(), nullable=False))),
+        pa.field("values", pa.list_(pa.field("element", pa.float64(), nullable=False))),
+    ]
+)
+
+
 def _vector_struct(values: np.ndarray) -> pa.StructArray:
-    """Rows of a 2-D array as Spark's dense VectorUDT struct."""
-    n = values.shape[0]
+    """Rows of a 2-D array as Spark's dense VectorUDT struct, of exactly Spark's Arrow type."""
+    n, k = values.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    dense = pa.ListArray.from_arrays(
+        offsets, pa.array(values.reshape(-1), pa.float64()), type=_VECTOR_TYPE.field("values").type
+    )
     return pa.StructArray.from_arrays(
         [
             pa.array(np.ones(n, dtype=np.int8)),
-            pa.nulls(n, pa.int32()),
-            pa.nulls(n, pa.list_(pa.int32())),
-            _list_array(values),
+            pa.nulls(n, _VECTOR_TYPE.field("size").type),
+            pa.nulls(n, _VECTOR_TYPE.field("indices").type),
+            dense,
         ],
-        names=["type", "size", "indices", "values"],
+        fields=list(_VECTOR_TYPE),
     )
 
 
