@@ -27,6 +27,10 @@ __all__ = ["FitRequest", "FitResult", "InitialNetwork", "fit_network"]
 
 logger = logging.getLogger("skol_spark")
 
+# The fewest workers that train on the executors. Benchmarks and tests lower it to 1 to time the
+# data-parallel path on one worker (weak scaling); numWorkers=1 is otherwise the driver fit.
+DATA_PARALLEL_FROM = 2
+
 
 @dataclass(frozen=True)
 class InitialNetwork:
@@ -82,7 +86,7 @@ def fit_network(dataset: Any, request: FitRequest) -> FitResult:
     if request.thresholds is not None:
         check_thresholds(request.thresholds, len(labels))
     width = expected_width(dataset, request)
-    if request.num_workers > 1:
+    if request.num_workers >= DATA_PARALLEL_FROM:
         result = _fit_on_executors(dataset, request, labels, width)
     else:
         result = _fit_on_driver(dataset, request, labels, total, width)

@@ -147,34 +147,52 @@ def log_epoch(epoch: int, epochs: int, logs: dict) -> None:
     )
 
 
-class _BestEpoch(keras.callbacks.Callback):
-    """Early stopping on validation macro-F1 (logged by _EpochLog, which runs first).
+class BestEpoch:
+    """Early stopping on validation macro-F1, for any training loop.
 
-    Keeps the weights of the first epoch with the best score, stops after
-    ``patience`` epochs without a strictly better one, and restores them when
-    training ends; ``best_epoch`` is 1-based.
+    Keeps the weights of the first epoch with the best score and says to stop
+    after ``patience`` epochs without a strictly better one; ``best_epoch`` is
+    1-based.
     """
 
     def __init__(self, patience: int):
-        super().__init__()
         self.patience = patience
         self.best_score, self.best_epoch, self.best_weights = -math.inf, 0, None
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        score = (logs or {})["val_macro_f1"]
+    def update(self, epoch: int, score: float, weights) -> bool:
+        """Record ``epoch``'s (0-based) score; ``weights()`` is called only for a new best. True: stop."""
         if score > self.best_score:
             self.best_score, self.best_epoch = score, epoch + 1
-            self.best_weights = self.model.get_weights()
-        elif epoch + 1 - self.best_epoch >= self.patience:
+            self.best_weights = weights()
+            return False
+        if epoch + 1 - self.best_epoch >= self.patience:
             logger.info(
                 "early stopping after epoch %d: best validation macro-F1 %.4f at epoch %d",
                 epoch + 1, self.best_score, self.best_epoch,
             )
+            return True
+        return False
+
+
+class _BestEpoch(keras.callbacks.Callback):
+    """:class:`BestEpoch` for ``Model.fit`` (after _EpochLog, which logs the score); restores the
+    best weights when training ends, also when all epochs ran."""
+
+    def __init__(self, patience: int):
+        super().__init__()
+        self.tracker = BestEpoch(patience)
+
+    @property
+    def best_epoch(self) -> int:
+        return self.tracker.best_epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.tracker.update(epoch, (logs or {})["val_macro_f1"], self.model.get_weights):
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+        if self.tracker.best_weights is not None:
+            self.model.set_weights(self.tracker.best_weights)
 
 
 def _validation_forward(network: keras.Model):
