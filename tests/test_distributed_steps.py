@@ -37,11 +37,11 @@ STEPS = 2
 WINDOWS = np.array([0, 6, 12, 18]), np.array([6, 4, 6, 5])  # starts and lengths; two short windows: padding
 
 JAX_SIDE = r"""
-import json, socket, sys, threading
+import json, sys, threading
 import numpy as np
 import keras
 assert keras.backend.backend() == "jax"
-from skol_spark.fit.distributed.ring import Ring
+from skol_spark.fit.distributed.ring import Ring, free_port
 from skol_spark.fit.distributed.steps import Collective, DenseStep
 from skol_spark.fit.distributed.sparse_steps import RowSparseStep
 from skol_spark.fit.distributed.rank import dense_windows
@@ -59,10 +59,7 @@ data = {"dense": TrainingData(FeatureRows(np.arange(len(inputs["labels"])), int(
                                inputs["labels"], np.array([len(inputs["labels"])]))}
 rows, mask = inputs["rows"], inputs["mask"]
 half = len(rows) // 2
-ports = []
-for _ in range(2):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); ports.append(s.getsockname()[1])
+ports = [free_port("127.0.0.1") for _ in range(2)]
 out = {}
 
 def rank(r, kind):

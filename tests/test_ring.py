@@ -11,16 +11,11 @@ import threading
 import numpy as np
 import pytest
 
-from skol_spark.fit.distributed.ring import PeerLostError, Ring
+from skol_spark.fit.distributed.ring import PeerLostError, Ring, free_port
 
 
 def _ports(n: int) -> list[str]:
-    found = []
-    for _ in range(n):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            found.append(f"127.0.0.1:{s.getsockname()[1]}")
-    return found
+    return [f"127.0.0.1:{free_port('127.0.0.1')}" for _ in range(n)]
 
 
 def _run(n: int, work, token: str = "secret") -> list:

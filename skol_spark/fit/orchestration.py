@@ -30,6 +30,9 @@ logger = logging.getLogger("skol_spark")
 # The fewest workers that train on the executors. Benchmarks and tests lower it to 1 to time the
 # data-parallel path on one worker (weak scaling); numWorkers=1 is otherwise the driver fit.
 DATA_PARALLEL_FROM = 2
+# How row-sparse steps exchange the projection's kernel rows ("gather" or "dense"); None lets the
+# workers choose (fit/distributed/sparse_steps.py). Benchmarks force each to time both.
+ROW_SPARSE_EXCHANGE: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ def _fit_on_executors(dataset: Any, request: FitRequest, labels: list[str], widt
         class_weights=request.class_weights,
         effective_number_beta=request.effective_number_beta,
         initial_weights=None if initial is None else weights_to_bytes(initial),
+        row_sparse_exchange=ROW_SPARSE_EXCHANGE,
     )
     fit = fit_on_executors(dataset, spec)
     _log_class_weights(labels, fit.class_weights, fit.counts)

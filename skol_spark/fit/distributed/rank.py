@@ -26,7 +26,8 @@ __all__ = ["Clock", "RankBatches", "train_members"]
 
 logger = logging.getLogger("skol_spark")
 
-# One step in this many is timed part by part (waiting for each part); the others run asynchronously.
+# One step in this many (from the second) is timed part by part, waiting for each part; the others
+# run asynchronously.
 _TIMED_EVERY = 8
 
 
@@ -161,7 +162,7 @@ def _train(run: RankRun, step: Any, forward: Any, state: dict[str, Any], member:
         batches.shuffle()
         losses = []
         for i in range(run.steps):
-            clock = run.clock.start_step(count % _TIMED_EVERY == _TIMED_EVERY - 1)
+            clock = run.clock.start_step(count % _TIMED_EVERY == 1)
             digest, loss = step.step(state, batches[i], run.class_weights, clock)
             run.digests.append(digest)
             losses.append(loss)

@@ -27,9 +27,16 @@ from queue import Queue
 
 import numpy as np
 
-__all__ = ["PeerLostError", "Ring"]
+__all__ = ["PeerLostError", "Ring", "free_port"]
 
 _TOKEN_BYTES = 32
+
+
+def free_port(host: str = "") -> int:
+    """A port free on ``host`` now, for a rank to listen on."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 class PeerLostError(RuntimeError):

@@ -51,6 +51,7 @@ import numpy as np
 
 from skol_spark.compat.connect import is_remote
 from skol_spark.errors import DistributedTrainingError, ModelRebuildError
+from skol_spark.fit.distributed.ring import free_port
 from skol_spark.fit.distributed.worker import (
     ERROR,
     HINT,
@@ -73,8 +74,8 @@ RESULT_SCHEMA = "architecture string, weights binary, meta string, probe binary"
 _ERROR_START, _ERROR_END = "<<skol_spark worker error>>", "<</skol_spark worker error>>"
 _LOG_TAIL = 4000
 # How long a task whose child lost its peers waits before failing, so that the
-# rank with the real error fails the stage first.
-_PEER_LOSS_GRACE = 3.0
+# rank with the real error (or whose process was killed) fails the stage first.
+_PEER_LOSS_GRACE = 10.0
 # XLA's compiled programs kept per user and machine; the least recently used go beyond this.
 _CACHE_BYTES = 1 << 30
 
@@ -196,10 +197,11 @@ def _log_timings(timings: dict[str, Any], floats: int) -> None:
     """Rank 0's phases (seconds since the driver started the stage) and every rank's median step parts."""
     phases = ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings["phases"].items())
     ranks = np.asarray(timings["ranks_step_ms"], dtype=float)
+    timed = ranks[~np.isnan(ranks).any(axis=1)]
+    compute, exchange, update = np.median(timed, axis=0) if len(timed) else (np.nan,) * 3
     logger.info(
         "data-parallel timings: rank 0 reached %s s; per step (median over ranks of each rank's median, ms): "
-        "compute %.1f, all-reduce of %d floats %.1f, update %.1f",
-        phases, *np.nanmedian(ranks, axis=0)[:1], floats, *np.nanmedian(ranks, axis=0)[1:],
+        "compute %.1f, all-reduce of %d floats %.1f, update %.1f", phases, compute, floats, exchange, update,
     )
     logger.debug("data-parallel timings: %s", json.dumps(timings))
 
@@ -300,7 +302,7 @@ def _run_rank(batches: Iterator[Any], spec_json: str, initial: bytes | None) -> 
     child = None
     try:
         host = context.getTaskInfos()[rank].address.rsplit(":", 1)[0]
-        peers = context.allGather(f"{host}:{_free_port()}")  # where each rank's child listens
+        peers = context.allGather(f"{host}:{free_port()}")  # where each rank's child listens
         spec.update(rank=rank, peers=peers, parent_pid=os.getpid(), task_started=task_started)
         (workdir / SPEC).write_text(json.dumps(spec))
         if initial is not None:
@@ -314,8 +316,8 @@ def _run_rank(batches: Iterator[Any], spec_json: str, initial: bytes | None) -> 
             (workdir / ROWS_DONE).touch()
             code = child.wait()
         if code != 0:
-            if not (workdir / ERROR).exists() or (workdir / PEER_LOST).exists():
-                time.sleep(_PEER_LOSS_GRACE)  # killed, or lost a peer: let the failing rank report first
+            if (workdir / PEER_LOST).exists():
+                time.sleep(_PEER_LOSS_GRACE)  # lost a peer: let the rank that failed report first
             raise RuntimeError(_failure_message(rank, spec["num_workers"], code, workdir))
         if rank == 0:
             yield _result_batch(workdir, origin)
@@ -378,12 +380,6 @@ def _write_hint(column: Any, workdir: Path) -> None:
         return
     (workdir / (HINT + ".part")).write_text(json.dumps({"width": width, "sparse": sparse}))
     (workdir / (HINT + ".part")).rename(workdir / HINT)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def _child_env(context: Any = None) -> dict[str, str]:
