@@ -183,10 +183,10 @@ def fit_on_executors(dataset: Any, spec: DistributedSpec) -> DistributedFit:
     _check_rebuild(fit.network, row["probe"])
     fit.timings["phases"]["stage_end"] = round(stage_seconds, 3)
     logger.info(
-        "data-parallel fit on %d workers: %d steps per epoch of %d windows (%d per worker); "
+        "data-parallel fit on %d workers: %d steps per epoch of %d windows (%d per worker), %s; "
         "weight digests of all %d ranks agree after each of %d steps; %.1f s",
         spec.num_workers, fit.steps_per_epoch, meta["local_batch"] * spec.num_workers, meta["local_batch"],
-        fit.digests.shape[0], fit.digests.shape[1] - 1, time.monotonic() - started,
+        meta["steps"], fit.digests.shape[0], fit.digests.shape[1] - 1, time.monotonic() - started,
     )
     _log_timings(fit.timings, meta["all_reduce_floats"])
     _log_missed_epochs(fit.history, spec.config["epochs"], set() if listener is None else listener.logged)

@@ -5,22 +5,22 @@ Run as ``python -m skol_spark.fit.distributed.worker WORKDIR`` by
 of Spark may already hold Keras on TensorFlow (``transform`` caches its
 network there), and Keras fixes its backend once per process.
 
-The task starts this process before it writes its rows, so imports, joining
-and compiling overlap with the rows' transfer. ``WORKDIR`` holds
+The task starts this process before it writes its rows, so imports,
+connecting and compiling overlap with the rows' transfer. ``WORKDIR`` holds
 ``spec.json`` and optionally ``initial.npz`` (warm-start weights) from the
 start; ``hint.json`` (the first batch's feature width and storage) as soon as
 the task has seen one; ``rows.arrow`` (this rank's rows, whole documents),
 complete once ``rows.done`` exists. The rank
 
-1. imports JAX and Keras (never TensorFlow: see :func:`_without_tensorflow`)
-   and joins JAX's multi-process runtime (``jax.distributed.initialize``, CPU
-   collectives over gloo) at the coordinator address rank 0's task published;
+1. connects to its neighbours in the ranks' ring (:mod:`~skol_spark.fit.distributed.ring`,
+   in a thread) while it imports JAX and Keras (never TensorFlow: see
+   :func:`_without_tensorflow`);
 2. on the hint, builds the network and compiles its step programs
    (:mod:`skol_spark.fit.distributed.steps`) while the rows still arrive;
 3. turns its rows into sorted training data with the driver fit's own code
    (``training_data.rows_from_batches``: same invalid-row rules), holds out
    validation segments with ``seed + rank``, and makes one all-gather of
-   width, class counts (summed: the class weights) and window counts;
+   width, storage, class counts (summed: the class weights) and window counts;
 4. trains (:mod:`skol_spark.fit.distributed.rank`): one all-reduce of the
    whole gradient per step;
 5. on rank 0, writes ``weights.npz`` / ``result.json``: weights, architecture
@@ -60,12 +60,9 @@ SPEC, ROWS, ROWS_DONE, HINT, INITIAL, RESULT_WEIGHTS, RESULT_META, PROBE, ERROR,
     "spec.json", "rows.arrow", "rows.done", "hint.json", "initial.npz", "weights.npz", "result.json",
     "probe.npz", "error.txt", "peer_lost",
 )
-# What JAX's coordination service and gloo say when another rank went away: a rank that
-# fails with one of these failed because of a peer, and lets that peer's error be reported.
-_PEER_LOSS_MARKERS = (
-    "socket closed", "coordination service", "coordinationservice", "unavailable:", "deadline_exceeded",
-    "heartbeat", "connection reset", "connection refused", "gloo",
-)
+# What an error says when another rank went away (besides PeerLostError): a rank that fails with
+# one of these failed because of a peer, and lets that peer's error be reported.
+_PEER_LOSS_MARKERS = ("socket closed", "connection reset", "connection refused", "broken pipe")
 # Probe windows the driver checks the TensorFlow rebuild against stay under this size.
 _PROBE_BYTES = 4 << 20
 _POLL_SECONDS = 0.02
@@ -93,14 +90,16 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _without_tensorflow() -> None:
-    """Make ``import tensorflow`` fail in this process, before Keras is imported.
+    """Make ``import tensorflow`` and ``import sklearn`` fail in this process, before Keras is imported.
 
     Keras' serializer asks whether TensorFlow is importable (to recognise its
     ``TensorShape``) when a ``Bidirectional`` layer is built or a model saved,
-    and importing it costs seconds of start-up and hundreds of MB on a JAX
-    rank that never uses it. This process runs nothing but the rank.
+    and Keras imports scikit-learn for its wrappers; both cost seconds of
+    start-up (TensorFlow also hundreds of MB) on a JAX rank that uses
+    neither, and Keras does without them. This process runs nothing but the rank.
     """
-    sys.modules.setdefault("tensorflow", None)
+    for name in ("tensorflow", "sklearn"):
+        sys.modules.setdefault(name, None)
 
 
 class _Peers:
@@ -234,6 +233,7 @@ class _Programs:
             )
         else:  # dense rows, or sparse rows densified batch by batch for a network without projection
             self.step = DenseStep(self.members[0], config.learning_rate, collective, rank)
+        self.description = "whole-network steps on dense windows"
         self.forward = Forward(self.members[0], config.predict_batch_size, collective)
         clock.mark("network")
         if isinstance(self.step, DenseStep):
@@ -256,8 +256,10 @@ class _Programs:
             spec["num_workers"], columns, self.width, self.step.units
         )
         self.step.configure((int(bounds[0]), columns), exchange)
-        logger.info("row-sparse steps: up to %d values and %d columns a batch; kernel rows exchanged by %s",
-                    int(bounds[0]), columns, "all-gather" if exchange == "gather" else "dense all-reduce")
+        self.description = (
+            f"row-sparse steps (up to {int(bounds[0])} values and {columns} columns a batch; kernel rows "
+            f"exchanged by {'all-gather' if exchange == 'gather' else 'dense all-reduce'})"
+        )
 
 
 def train(workdir: Path, spec: dict, clock: Any) -> None:
@@ -330,6 +332,7 @@ def train(workdir: Path, spec: dict, clock: Any) -> None:
             "steps_per_epoch": run.steps,
             "local_batch": local_batch,
             "all_reduce_floats": programs.step.size,
+            "steps": programs.description,
             "timings": {**clock.summary(), "ranks_step_ms": timings.tolist()},
         }, clock)
 
