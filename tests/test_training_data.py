@@ -217,3 +217,21 @@ def test_private_stream_and_public_fallback_give_the_same_rows(spark, train_df):
     public = table(spark_collect.arrow_batches(selected, public_only=True))
     assert streamed.num_rows == public.num_rows == train_df.count()
     assert streamed.equals(public)
+
+
+def test_falling_back_from_the_private_stream_warns_once_per_process(spark, train_df, monkeypatch, caplog):
+    import logging
+
+    from skol_spark.fit import collect as spark_collect
+
+    selected = train_df.select("doc_id", "line_number", "label", "features")
+    monkeypatch.setattr(spark_collect, "_warned", False)
+    monkeypatch.setattr(spark_collect, "_private_streams_known", lambda: False)
+    caplog.set_level(logging.WARNING, logger="skol_spark")
+    rows = [sum(b.num_rows for b in spark_collect.arrow_batches(selected)) for _ in range(2)]
+    assert rows == [train_df.count()] * 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "one Arrow table" in r.getMessage()]
+    assert len(warnings) == 1 and "private collect API" in warnings[0].getMessage()
+    caplog.clear()
+    list(spark_collect.arrow_batches(selected, public_only=True))  # asked for: no warning
+    assert not caplog.records
