@@ -32,8 +32,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WINDOW, DIM, HIDDEN, LAYERS, EMBEDDING, CLASSES = 50, 256, 64, 2, 64, 3
 LATENCY, BANDWIDTH = 50e-6, 10e9 / 8  # the model's network: 50 us a hop, 10 Gb/s
@@ -147,13 +145,13 @@ def main() -> None:
     print(f"{'floats':>12} {'MB':>8} {'ms':>9}")
     for size in sizes:
         print(f"{size:>12,} {size * 4 / 2**20:>8.2f} {ring[f'allreduce {size}'] * 1e3:>9.2f}")
-    x = np.array([s * 4 for s in sizes], float)
-    y = np.array([ring[f"allreduce {s}"] for s in sizes])
-    slope, intercept = np.polyfit(x, y, 1)
-    # For 2 ranks the model is 2 hops of (alpha + bytes / (2 beta)): intercept = 2 alpha, slope = 1 / beta.
-    alpha, beta = intercept / 2, 1 / slope
-    print(f"fit: {intercept * 1e3:.2f} ms + bytes / {beta / 1e9:.2f} GB/s, i.e. alpha = {alpha * 1e6:.0f} us a hop, "
-          f"beta = {beta * 8 / 1e9:.1f} Gb/s on this machine")
+    # For 2 ranks the model is 2 hops of (alpha + bytes / (2 beta)): the smallest vector gives alpha,
+    # the largest beta.
+    alpha = ring[f"allreduce {sizes[0]}"] / 2
+    big = sizes[-1] * 4
+    beta = big / (ring[f"allreduce {sizes[-1]}"] - 2 * alpha)
+    print(f"this machine's loopback: alpha = {alpha * 1e6:.0f} us a hop, beta = {beta * 8 / 1e9:.1f} Gb/s "
+          f"(the model below assumes {LATENCY * 1e6:.0f} us and 10 Gb/s)")
     for c in (1024, 4096, 16384):
         print(f"all-gather of {c:,} x 65 float32 rows a rank: {ring[f'allgather {c}'] * 1e3:.2f} ms")
 
