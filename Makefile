@@ -38,8 +38,10 @@ lint: $(STAMP)
 
 # The pinned legs, one venv each (.venv-<leg>): the runtime's packages first,
 # pinned by .ci/constraints-<leg>.txt as the runtime has them, then skol_spark
-# under the same pins (an install_requires that wanted to replace one of them
-# fails here), then pip check; then the core tests.
+# with its fast extra under the same pins, resolved beside the runtime's
+# packages so that pip keeps to their requirements (onnxruntime needs a
+# protobuf, which TensorFlow 2.16 holds below 5); an install_requires that
+# wanted to replace one of them fails here; then pip check; then the core tests.
 #   lts       Spark 3.5 LTS (Databricks 14.3/15.4/16.4 LTS ML, EMR 7, Dataproc 2.2)
 #   spark40   Spark 4.0 (Databricks 17.3 LTS): the pandas UDF path, with the
 #             newest pandas, pyarrow, numpy and TensorFlow
@@ -47,17 +49,17 @@ lint: $(STAMP)
 PINNED_LEGS := lts spark40
 PYTHON_PINNED ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.10 || echo python3)
 RUNTIME_PACKAGES := pyspark pandas pyarrow numpy tensorflow-cpu keras
-# The core tests: fit, transform, handleInvalid, persistence (directory,
+# The core tests: fit, transform (and its ONNX Runtime path), handleInvalid, persistence (directory,
 # Pipeline, Keras files), the Redis store, the CLI, the version shims.
 CORE_TESTS := tests/test_compat.py tests/test_estimator.py tests/test_invalid.py \
-	tests/test_persistence.py tests/test_redis_store.py tests/test_cli.py
+	tests/test_persistence.py tests/test_redis_store.py tests/test_cli.py tests/test_fast_inference.py
 
 .PRECIOUS: .venv-%/.installed
 .venv-%/.installed: .ci/constraints-%.txt setup.cfg pyproject.toml
 	test -x .venv-$*/bin/python || $(PYTHON_PINNED) -m venv .venv-$*
 	.venv-$*/bin/python -m pip install --quiet --upgrade pip
 	.venv-$*/bin/python -m pip install --quiet -c $< $(RUNTIME_PACKAGES)
-	.venv-$*/bin/python -m pip install --quiet -c $< -e ".[test-core]"
+	.venv-$*/bin/python -m pip install --quiet -c $< -e ".[test-core,fast]" $(RUNTIME_PACKAGES)
 	.venv-$*/bin/python -m pip check
 	touch $@
 

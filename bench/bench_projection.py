@@ -33,6 +33,19 @@ Per input (sparse hashed TF-IDF of 4,096 and 2^18 dims, dense 256 dims):
 Fit: ``BiLSTMClassifier.fit`` (1 epoch, batch 32) with E=0 and E=64 on the
 4,096-dim data (E=0 densifies each batch's windows), and E=64 on 2^18 dims at
 two sizes with the driver's peak RSS growth against the CSR training data.
+
+``--engines`` runs only the inference engines side by side (``inferenceEngine``
+"keras" against "auto", the ONNX Runtime path), at the defaults' network
+(64 units x 2 layers, projection 64, window 50), one network and the
+defaults' ensemble of 3, on ``--docs`` documents of ``--doc-length``
+positions: sparse 4,096-dim rows with exactly 40 non-zeros, and dense
+256-dim rows. In this process, on the executor path (``label_partition`` on
+sorted Arrow batches of 10k rows, one thread, as a task with one core): the
+network's own calls (``from_rows``) and the whole executor code, in
+us/position, the same batches for both engines. Through Spark: the grouped
+floor and ``model.transform`` with each engine:
+
+    .venv/bin/python bench/bench_projection.py --engines --rounds 5
 """
 
 from __future__ import annotations
@@ -278,8 +291,134 @@ def fit_comparison(spark, positions: int) -> None:
     print(f"2^18 dims: RSS growth per extra CSR byte {slope:.2f}; projection kernel + Adam state ~{fixed:.0f} MB fixed")
 
 
+def fixed_sparse_documents(spark, docs: int, length: int, dim: int = 4096, nonzeros: int = 40, seed: int = 0):
+    """``docs`` documents of ``length`` positions, each row ``nonzeros`` random columns of ``dim``, positive values."""
+    from pyspark.ml.linalg import SparseVector
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in range(docs):
+        for p in range(length):
+            columns = np.sort(rng.choice(dim, nonzeros, replace=False))
+            rows.append((f"doc-{d:05d}", p, SparseVector(dim, columns.tolist(), rng.random(nonzeros).tolist()), 0.0))
+    return spark.createDataFrame(rows, _vector_rows())
+
+
+def _vector_rows():
+    """The schema of the documents above (VectorUDT needs pyspark, imported late)."""
+    from pyspark.ml.linalg import VectorUDT
+    from pyspark.sql import types as T
+
+    return T.StructType([T.StructField("doc_id", T.StringType()), T.StructField("line_number", T.IntegerType()),
+                         T.StructField("features", VectorUDT()), T.StructField("label", T.DoubleType())])
+
+
+def fixed_dense_documents(spark, docs: int, length: int, dim: int = 256, seed: int = 0):
+    from pyspark.ml.linalg import DenseVector
+
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(docs * length, dim))
+    rows = [(f"doc-{i // length:05d}", i % length, DenseVector(values[i]), 0.0) for i in range(docs * length)]
+    return spark.createDataFrame(rows, _vector_rows())
+
+
+class _TimedForward:
+    """A forward pass that adds up the seconds its network calls (``from_rows``) take."""
+
+    def __init__(self, forward):
+        self.forward, self.projection, self.seconds = forward, forward.projection, 0.0
+
+    def prepare(self, features):
+        return self.forward.prepare(features)
+
+    def from_rows(self, prepared, rows, mask):
+        started = time.perf_counter()
+        out = self.forward.from_rows(prepared, rows, mask)
+        self.seconds += time.perf_counter() - started
+        return out
+
+
+def executor_path_seconds(spec, batches) -> tuple[float, float]:
+    """(network seconds, executor code seconds) of ``label_partition`` over ``batches``, one thread."""
+    from skol_spark.transform import predict
+
+    timed = _TimedForward(predict.get_network(spec.network, "/CPU:0", spec.inference_engine, spec.cpus))
+    original = predict.get_network
+    predict.get_network = lambda *args, **kwargs: timed
+    try:
+        started = time.perf_counter()
+        for _ in predict.label_partition(spec, iter(batches)):
+            pass
+        return timed.seconds, time.perf_counter() - started
+    finally:
+        predict.get_network = original
+
+
+def engine_comparison(spark, docs: int, length: int, rounds: int) -> None:
+    """Keras against the ONNX Runtime path, in process and through Spark, beside the grouped floor."""
+    import dataclasses
+
+    from skol_spark import BiLSTMClassificationModel
+    from skol_spark.nn.network import build_network
+    from skol_spark.transform import predict
+
+    predict._configure_threads(1)  # this process's TensorFlow: one thread, as an executor task with one core
+    inputs = {"sparse 4,096-dim, 40 non-zeros": (fixed_sparse_documents(spark, docs, length), 4096),
+              "dense 256-dim": (fixed_dense_documents(spark, docs, length), 256)}
+    print(f"\n## inference engines: {docs} documents x {length} positions; network 64 x 2, projection 64, window 50")
+    header = (f"{'input':<32} {'network':<10} {'path':<22} {'Keras':>9} {'fast':>9} {'floor':>9} "
+              f"{'fast/Keras':>10} {'fast/floor':>10}")
+    lines = []
+    for input_name, (df, dim) in inputs.items():
+        df = df.cache()
+        n = df.count()
+        table = df.select("doc_id", "line_number", "features").sort("doc_id", "line_number").toArrow()
+        rows = pa.StructArray.from_arrays([table.column(i).combine_chunks() for i in range(3)], names=table.column_names)
+        batches = [rows.slice(lo, 10000) for lo in range(0, len(rows), 10000)]
+        grouped = floors(df)["grouped floor"]
+        for members in (1, 3):
+            network = build_network(WINDOW, dim, len(LABELS), hidden_size=HIDDEN, num_layers=LAYERS, dropout=0.0,
+                                    seed=0, embedding_size=EMBEDDING, ensemble_size=members)
+            keras_model = BiLSTMClassificationModel.fromKeras(network, labels=LABELS, windowSize=WINDOW,
+                                                              inferenceEngine="keras")
+            fast_model = keras_model.copy({keras_model.inferenceEngine: "auto"})
+            specs = {e: dataclasses.replace(m._predict_spec(), cpus=1) for e, m in
+                     (("keras", keras_model), ("auto", fast_model))}
+            jobs = {"floor": grouped, "keras": lambda m=keras_model, d=df: noop(m.transform(d)),
+                    "auto": lambda m=fast_model, d=df: noop(m.transform(d))}
+            for spec in specs.values():
+                executor_path_seconds(spec, batches)  # build, trace and warm
+            for job in jobs.values():
+                job()
+            network_s, code_s, wall = ({e: [] for e in specs}, {e: [] for e in specs}, {k: [] for k in jobs})
+            with PeakChildMemory() as children:
+                for _ in range(rounds):
+                    for engine, spec in specs.items():
+                        a, b = executor_path_seconds(spec, batches)
+                        network_s[engine].append(a)
+                        code_s[engine].append(b)
+                    for key, job in jobs.items():
+                        wall[key].append(measure(job)[0])
+            label = "1 network" if members == 1 else f"ensemble of {members}"
+            us = lambda seconds, n=n: 1e6 * statistics.median(seconds) / n  # noqa: E731
+            for path, values in (("network (in process)", network_s), ("executor code (in process)", code_s)):
+                k, f = us(values["keras"]), us(values["auto"])
+                lines.append(f"{input_name:<32} {label:<10} {path:<22} {k:>9.2f} {f:>9.2f} {'':>9} {k / f:>10.2f} {'':>10}")
+            k, f, g = us(wall["keras"]), us(wall["auto"]), us(wall["floor"])
+            lines.append(f"{input_name:<32} {label:<10} {'transform (Spark)':<22} {k:>9.2f} {f:>9.2f} {g:>9.2f} "
+                         f"{k / f:>10.2f} {g / f:>10.2f}")
+            lines.append(f"{'':<32} {label:<10} peak Python worker RSS {children.worker / 2**20:,.0f} MB")
+        df.unpersist()
+    print("us/position (medians); fast/Keras and fast/floor are speed ratios (higher is faster)")
+    print(header)
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engines", action="store_true", help="only the inference engines side by side")
+    parser.add_argument("--docs", type=int, default=400, help="documents (--engines)")
+    parser.add_argument("--doc-length", type=int, default=50, help="positions a document (--engines)")
     parser.add_argument("--sizes", nargs="*", default=["sparse4096", "hashed2^18", "dense256"])
     parser.add_argument("--positions", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -289,6 +428,11 @@ def main() -> None:
     spark = quiet_local_spark(driver_memory="6g")
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"load {os.getloadavg()[0]:.1f}; pyspark {spark.version}; rounds {args.rounds} (medians)")
+    if args.engines:
+        engine_comparison(spark, args.docs, args.doc_length, args.rounds)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        spark.stop()
+        return
     makers = {
         "sparse4096": lambda: (hashed_documents(spark, args.positions, 4096), 4096),
         "hashed2^18": lambda: (hashed_documents(spark, args.positions, 2**18), 2**18),

@@ -76,7 +76,7 @@ rows = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
 index, mask = np.arange(8)[None].clip(max=5).astype("int32"), (np.arange(8) < 6)[None]
 outputs = []
 for device in ("/CPU:1", "/CPU:0"):
-    forward = get_network(network, device)
+    forward = get_network(network, device, "keras")  # the Keras path places its weights on the device
     placed = {v.value.device.rsplit("device:", 1)[-1] for v in forward.model.weights}
     assert placed == {device.strip("/")}, (device, placed)
     outputs.append(forward.from_rows(forward.prepare(forward.projection(rows)), index, mask))

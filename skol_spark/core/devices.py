@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "INFERENCE_ENGINES",
     "gpu_addresses",
     "pick_gpu",
     "task_device",
@@ -40,6 +41,10 @@ NO_GPU_WARNING = (
     "skol_spark: useGpu=True but no GPU is available to {where}; running on the CPU. "
     "Request GPUs with spark.executor.resource.gpu.amount and spark.task.resource.gpu.amount."
 )
+
+# What runs the network on the executors (the model's inferenceEngine): "auto", ONNX Runtime on
+# the CPU when it can (skol_spark.nn.fast_forward), else Keras; "keras", Keras always.
+INFERENCE_ENGINES = ("auto", "keras")
 
 _lock = threading.Lock()
 _warned = False

@@ -42,6 +42,7 @@ __all__ = [
     "crf_conditional_log_probs",
     "crf_log_partition",
     "crf_marginals",
+    "crf_marginals_numpy",
     "crf_weighted_nll",
     "emission_model",
     "viterbi_decode",
@@ -272,6 +273,41 @@ def crf_parameters(network: keras.Model) -> tuple[np.ndarray, np.ndarray, np.nda
     """(transitions, start, end) of a CRF network as numpy arrays."""
     crf = network.get_layer(CRF_LAYER)
     return tuple(keras.ops.convert_to_numpy(v) for v in (crf.transitions, crf.start, crf.end))
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    top = x.max(axis=axis, keepdims=True)
+    return np.log(np.exp(x - top).sum(axis=axis)) + np.squeeze(top, axis=axis)
+
+
+def crf_marginals_numpy(emissions, transitions, start, end, mask) -> np.ndarray:
+    """:func:`crf_marginals` in numpy (float64): the same messages, for inference outside Keras.
+
+    ``emissions`` (B, W, K), ``transitions`` (K, K), ``start``/``end`` (K,),
+    ``mask`` (B, W) bool; returns float32 (B, W, K), uniform at masked steps.
+    """
+    e = np.asarray(emissions, dtype=np.float64)
+    m = np.asarray(mask, bool)
+    t, s, f = (np.asarray(a, np.float64) for a in (transitions, start, end))
+    batch, width, k = e.shape
+    scores = np.empty((batch, width, k))
+    last, seen = np.zeros((batch, k)), np.zeros(batch, bool)
+    for step in range(width):
+        moved = _logsumexp(last[:, :, None] + t[None], axis=1)
+        alpha = np.where(seen[:, None], moved, s[None]) + e[:, step]
+        scores[:, step] = alpha
+        last = np.where(m[:, step, None], alpha, last)
+        seen |= m[:, step]
+    beta = np.broadcast_to(f, (batch, k))
+    for step in range(width - 1, -1, -1):
+        scores[:, step] += beta
+        before = _logsumexp(t[None] + (e[:, step] + beta)[:, None, :], axis=2)
+        beta = np.where(m[:, step, None], before, beta)
+    scores -= scores.max(axis=-1, keepdims=True)
+    marginals = np.exp(scores)
+    marginals /= marginals.sum(axis=-1, keepdims=True)
+    marginals[~m] = 1.0 / k
+    return marginals.astype(np.float32)
 
 
 def viterbi_decode(emissions, transitions, start, end, mask=None) -> np.ndarray:

@@ -46,7 +46,8 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
           ``weightStrategy``, ``effectiveNumberBeta``, ``classWeights``,
           ``validationFraction``, ``earlyStoppingPatience``, ``tuneThresholds``,
           ``numWorkers``, ``mlflowLogging``, ``initialModel``;
-        - transform: ``windowStride``, ``predictBatchSize``, ``thresholds``, ``useGpu``.
+        - transform: ``windowStride``, ``predictBatchSize``, ``thresholds``, ``useGpu``,
+          ``inferenceEngine``.
 
     Examples
     --------

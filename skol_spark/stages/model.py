@@ -16,10 +16,17 @@ from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 
 from skol_spark.compat.connect import check_connect_support
+from skol_spark.core.devices import INFERENCE_ENGINES
 from skol_spark.core.thresholds import check_thresholds
 from skol_spark.nn.trained_network import TrainedNetwork
 from skol_spark.stages.io import ModelReader, ModelWriter, restore, saved_class_name, saved_stage
-from skol_spark.stages.params import MODEL_SETTABLE, _BiLSTMParams, _FittedNetworkParams, add_setters
+from skol_spark.stages.params import (
+    INFERENCE_ENGINE_CONF,
+    MODEL_SETTABLE,
+    _BiLSTMParams,
+    _FittedNetworkParams,
+    add_setters,
+)
 from skol_spark.stages.schema import check_input_schema, check_output_columns
 from skol_spark.stores.directory import SavedStage
 from skol_spark.transform.predict import PredictSpec
@@ -37,7 +44,7 @@ class BiLSTMClassificationModel(Model, _BiLSTMParams, _FittedNetworkParams, MLWr
     ``probabilityCol`` and ``rawPredictionCol`` (log-probabilities, Vectors) to
     every input row. The output works with ``MulticlassClassificationEvaluator``.
     The column Params, ``windowStride``, ``predictBatchSize``, ``thresholds``,
-    ``handleInvalid`` and ``useGpu`` can be set on the model; the training
+    ``handleInvalid``, ``useGpu`` and ``inferenceEngine`` can be set on the model; the training
     Params record how it was trained.
 
     Examples
@@ -199,7 +206,18 @@ class BiLSTMClassificationModel(Model, _BiLSTMParams, _FittedNetworkParams, MLWr
         """The network, rebuilt from its JSON (uncompiled) with the trained weights."""
         return self.trainedNetwork.rebuild()
 
-    def _predict_spec(self) -> PredictSpec:
+    def _predict_spec(self, session_engine: str | None = None) -> PredictSpec:
+        """What the executors need; ``session_engine`` is the session's ``INFERENCE_ENGINE_CONF``
+        (its "keras" overrides the inferenceEngine Param)."""
+        engine = self.getInferenceEngine()
+        if session_engine is not None:
+            if session_engine not in INFERENCE_ENGINES:
+                raise ValueError(
+                    f"Expected the Spark conf {INFERENCE_ENGINE_CONF} to be one of "
+                    f"{', '.join(map(repr, INFERENCE_ENGINES))}. Received: {session_engine!r}. "
+                    "Set it to 'keras' to force the Keras path, or unset it."
+                )
+            engine = "keras" if session_engine == "keras" else engine
         thresholds = None
         if self.isDefined(self.thresholds):
             thresholds = tuple(check_thresholds(self.getThresholds(), self.numClasses))
@@ -217,6 +235,7 @@ class BiLSTMClassificationModel(Model, _BiLSTMParams, _FittedNetworkParams, MLWr
             handle_invalid=self.getHandleInvalid(),
             use_gpu=self.getUseGpu(),
             thresholds=thresholds,
+            inference_engine=engine,
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
@@ -225,4 +244,5 @@ class BiLSTMClassificationModel(Model, _BiLSTMParams, _FittedNetworkParams, MLWr
         check_input_schema(self, dataset.schema, with_label=False)
         outputs = (self.getPredictionCol(), self.getProbabilityCol(), self.getRawPredictionCol())
         check_output_columns(dataset.columns, list(outputs))
-        return label_dataframe(dataset, self._predict_spec(), outputs)
+        session_engine = dataset.sparkSession.conf.get(INFERENCE_ENGINE_CONF, None)
+        return label_dataframe(dataset, self._predict_spec(session_engine), outputs)

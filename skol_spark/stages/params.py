@@ -26,17 +26,22 @@ from pyspark.ml.param.shared import (
 )
 
 from skol_spark.core.class_weights import WEIGHT_STRATEGIES
+from skol_spark.core.devices import INFERENCE_ENGINES
 from skol_spark.core.invalid import HANDLE_INVALID
 from skol_spark.core.thresholds import check_thresholds
 
 __all__ = [
     "OUTPUT_LAYERS",
+    "INFERENCE_ENGINE_CONF",
     "HELD_OUT_FRACTION",
     "WEIGHT_STRATEGIES",
     "add_setters",
 ]
 
 OUTPUT_LAYERS = ("softmax", "crf")
+
+# The Spark conf that forces the Keras inference path for every model in a session.
+INFERENCE_ENGINE_CONF = "spark.skol_spark.inferenceEngine"
 
 # The share of rows held out when early stopping or tuned thresholds need validation rows
 # and validationFraction is not set.
@@ -322,9 +327,20 @@ class _TransformParams(Params):
             return self.getOrDefault(self.windowStride)
         return self.getOrDefault("windowSize")
 
+    inferenceEngine: Param[str] = _param(
+        "inferenceEngine",
+        "what runs the network on the executors: 'auto' runs it compiled by ONNX Runtime on the "
+        "CPU (the 'fast' extra: onnxruntime), checked against Keras on probe windows when "
+        "each worker builds it, and falls back to Keras with one warning saying why (a layer it "
+        "does not translate, a mismatch, a missing package); 'keras' always runs Keras. The Spark "
+        f"conf {INFERENCE_ENGINE_CONF}=keras forces Keras for every model of the session.",
+        _one_of("inferenceEngine", INFERENCE_ENGINES),
+    )
+
     getPredictBatchSize = _getter("predictBatchSize")
     getThresholds = _getter("thresholds")
     getUseGpu = _getter("useGpu")
+    getInferenceEngine = _getter("inferenceEngine")
 
 
 class _BiLSTMParams(_DocumentColumnParams, _NetworkParams, _TrainingParams, _TransformParams):
@@ -361,6 +377,7 @@ class _BiLSTMParams(_DocumentColumnParams, _NetworkParams, _TrainingParams, _Tra
             mlflowLogging=True,
             predictBatchSize=256,
             useGpu=False,
+            inferenceEngine="auto",
         )
 
     def _ensemble_conflict(self) -> str | None:

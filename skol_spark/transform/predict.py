@@ -30,7 +30,7 @@ from skol_spark.core.devices import device_scope, task_device
 from skol_spark.core.thresholds import predict_with_thresholds
 from skol_spark.core.vectors import dense_features
 from skol_spark.core.windows import accumulate_windows, document_lengths, stream_windows
-from skol_spark.nn.projection import make_forward
+from skol_spark.nn.fast_forward import select_forward
 from skol_spark.nn.trained_network import TrainedNetwork
 
 __all__ = ["PredictSpec", "label_rows", "label_partition", "get_network", "build_count"]
@@ -38,7 +38,7 @@ __all__ = ["PredictSpec", "label_rows", "label_partition", "get_network", "build
 logger = logging.getLogger(__name__)
 
 _CACHE_SIZE = 4
-_cache: OrderedDict[tuple[str, str | None], Callable] = OrderedDict()
+_cache: OrderedDict[tuple[str, str | None, str], Callable] = OrderedDict()
 _cache_lock = threading.Lock()
 _builds: dict[str, int] = {}
 _threads_configured = False
@@ -66,6 +66,7 @@ class PredictSpec:
     use_gpu: bool = False
     gpu_addresses: tuple[str, ...] = ()
     thresholds: tuple[float, ...] | None = None
+    inference_engine: str = "auto"
 
 
 def build_count(digest: str | None = None) -> int:
@@ -93,24 +94,40 @@ def _configure_threads(cpus: int) -> None:
     _threads_configured = True
 
 
-def get_network(network: TrainedNetwork, device: str | None = None) -> Callable:
+def get_network(
+    network: TrainedNetwork, device: str | None = None, engine: str = "auto", threads: int = 0
+) -> Callable:
     """The forward pass of ``network`` on ``device`` (a TensorFlow device name, None for the
-    backend's default), rebuilt once per process and device, cached by the weights' digest."""
+    backend's default), rebuilt once per process, device and ``engine``, cached by the weights' digest.
+
+    ``engine`` "auto" runs the compiled ONNX Runtime path (:mod:`skol_spark.nn.fast_forward`,
+    ``threads`` intra-op threads, 0 for its default) when the network translates and
+    matches Keras, else Keras, with one WARNING saying why; "keras" runs Keras.
+    """
     digest = network.digest
-    key = (digest, device)
+    key = (digest, device, engine)
     with _cache_lock:
         forward = _cache.get(key)
         if forward is not None:
             _cache.move_to_end(key)
             return forward
     with device_scope(device):
-        forward = make_forward(network.rebuild(), device)
+        forward, reason = select_forward(network.rebuild(), device, engine, threads)
+    if reason is not None:
+        logger.warning(
+            "skol_spark: network %s runs on Keras, not on the compiled ONNX Runtime path: %s. "
+            "Set inferenceEngine='keras' to choose Keras and silence this.",
+            digest[:12], reason,
+        )
     with _cache_lock:
         _cache[key] = forward
         _builds[digest] = _builds.get(digest, 0) + 1
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
-    logger.info("built network %s on %s in process %d", digest[:12], device or "the default device", os.getpid())
+    logger.info(
+        "built network %s (%s) on %s in process %d", digest[:12], type(forward).__name__,
+        device or "the default device", os.getpid(),
+    )
     return forward
 
 
@@ -196,7 +213,7 @@ def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Ite
     for batch in batches:
         if len(batch) == 0:
             continue
-        forward = forward or get_network(spec.network, device)
+        forward = forward or get_network(spec.network, device, spec.inference_engine, spec.cpus)
         features = _rows(forward, batch.field(2))  # valid rows: one width, the model's
         keys = pa.StructArray.from_arrays([batch.field(0), batch.field(1)], names=["doc", "position"])
         out, carry = _label_block(spec, forward, carry, keys, features, last_open=True)
