@@ -8,8 +8,9 @@ Run from the repository root (after ``make install``; about 3 minutes on 2 cores
 
 1. **All-reduce**: two processes joined by skol_spark's ring
    (``fit/distributed/ring.py``) over loopback TCP sum float32 vectors from
-   1,000 to 2^24 floats (median of repeats), and all-gather row blocks; a
-   least-squares line gives this machine's per-hop latency and bandwidth.
+   1,000 to 2^24 floats (median of repeats), and all-gather row blocks; the
+   smallest vector's time gives this machine's per-hop latency, the largest
+   its bandwidth.
 2. **Compute**: one JAX process with one XLA thread (one executor core) runs
    the SKOL network's data-parallel step (``DenseStep``: gradient and Adam
    update, no exchange; 64 units x 2 layers, projection 64, window 50,
