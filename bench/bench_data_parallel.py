@@ -1,27 +1,35 @@
-"""numWorkers 1 vs 2: fit time and driver peak RSS at 1x and 4x data, and the per-step all-reduce cost.
+"""numWorkers=2 against the driver fit: time per extra position, start-up, accuracy, driver RSS; weak scaling.
 
-Run from the repository root (after ``make install``; about 10 minutes on 2 cores):
+Run from the repository root (after ``make install``; about 15 minutes on 2 idle cores):
 
-    .venv/bin/python bench/bench_data_parallel.py
-    .venv/bin/python bench/bench_data_parallel.py --positions 8000 32000 --epochs 1
+    .venv/bin/python bench/bench_data_parallel.py                  # local[2], then local-cluster[2,1,2048]
+    .venv/bin/python bench/bench_data_parallel.py --part local --positions 64000 192000
+    .venv/bin/python bench/bench_data_parallel.py --part cluster   # weak scaling only
+    .venv/bin/python bench/bench_data_parallel.py --part sparse    # row-sparse exchange, 16,384 and 2^18 dims
 
-One local[2] Spark. Rows are built inside the JVM (``spark.range`` and DIM
-``sin`` values made a dense Vector, documents of 100 positions, 3 classes)
-and cached there. For each size, ``numWorkers=1`` (the driver fit) and
-``numWorkers=2`` (two barrier tasks, one JAX process each) run side by side;
-a thread samples the driver process's RSS every 20 ms during ``fit``. A
-small warm-up fit of each kind pays the one-off imports first.
+**local** (one local[2] Spark): a SKOL-sized network (64 units x 2 layers,
+projection 64, window 50, batch 16, dropout 0.3, one network), 2 epochs, on
+DIM-dim dense rows built in the JVM (documents of 100 positions, ``sin`` of
+the row id at DIM frequencies; the label a function of the row's first
+feature, so the network can learn it) and cached, at two sizes. For each
+size the driver fit (``numWorkers=1``) and ``numWorkers=2`` run side by side,
+after a warm-up fit of each kind (imports, first traces, XLA's compilation
+cache); a thread samples the driver's RSS every 20 ms. Accuracy is measured
+on 20,000 other positions. From the two sizes: the time per extra position
+(slope) and the start-up (intercept) of each kind, and their ratios.
 
-Then two plain JAX processes (no Spark) time the all-reduce of one
-float32 gradient of the benchmarked network's size over jax.distributed's
-CPU collectives (gloo, loopback TCP here), the communication each step of a
-data-parallel fit adds, and of one timestep's LSTM gradient: XLA's SPMD
-partitioner puts an all-reduce per timestep and direction inside the
-backward scan (2 x windowSize x numLayers per step, latency-bound). The
-estimate for N executors takes the driver fit's time per step, divides the
-computation by N (each worker runs batchSize/N windows) and adds those
-all-reduces at the measured latency, scaled by a ring's 2 (N - 1) / N. That
-assumes loopback latency; a real network is slower (see BENCHMARKS.md).
+**cluster** (``spark-submit --master local-cluster[2,1,2048]``, two executors
+of one core): the data-parallel path with one worker (the test-only switch
+``orchestration.DATA_PARALLEL_FROM = 1``, batch 8) and with two (batch 16:
+8 a worker), each after a warm-up; steady state is the second epoch, timed
+by rank 0 (``first_epoch`` to ``trained``): positions per second.
+
+**sparse**: hashed sparse rows (``bench_wide_features.jvm_hashed_documents``)
+at 16,384 and 2^18 dims, ``numWorkers=2``, with the projection's kernel rows
+exchanged by all-gather and by dense all-reduce (forced through
+``orchestration.ROW_SPARSE_EXCHANGE``): the ranks' median step parts.
+
+Every ratio is printed; rerun on an idle machine (the load average is printed first).
 """
 
 from __future__ import annotations
@@ -29,133 +37,259 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psutil  # noqa: E402
-from benchlib import PeakRSS, jvm_documents, quiet_local_spark  # noqa: E402
+from benchlib import PeakRSS, quiet_local_spark  # noqa: E402
 
 DIM = 256
-# One network both ways (numWorkers > 1 trains one; the estimator's default is an ensemble of three).
-NETWORK = dict(windowSize=50, hiddenSize=32, embeddingSize=32, numLayers=1, dropout=0.0, batchSize=32, ensembleSize=1)
+# SKOL's network, one member (ensembleSize=1 trains one network either way).
+NETWORK = dict(windowSize=50, hiddenSize=64, numLayers=2, embeddingSize=64, dropout=0.3, batchSize=16,
+               ensembleSize=1, learningRate=0.002, labels=["0", "1", "2"])
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def fit_once(spark, positions: int, workers: int, epochs: int) -> dict:
+def learnable_documents(spark, positions: int, dim: int = DIM, offset: int = 0):
+    """``positions`` rows in documents of 100, ``dim`` ``sin`` features; label 1 where the first feature
+    is above 0.6, 2 below -0.3, else 0 (learnable from the row itself). Built in the JVM."""
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    i = F.col("id") + offset
+    first = F.sin(i * 0.37)
+    angles = F.transform(F.sequence(F.lit(1), F.lit(dim)), lambda k: F.sin(i * k * 0.37))
+    return spark.range(positions).select(
+        (i / 100).cast("long").alias("doc_id"),
+        (i % 100).cast("int").alias("line_number"),
+        array_to_vector(angles).alias("features"),
+        F.when(first > 0.6, 1.0).when(first < -0.3, 2.0).otherwise(0.0).alias("label"),
+    )
+
+
+class Timings(logging.Handler):
+    """The data-parallel fit's timings (DEBUG line of fit/distributed/stage.py), as a dict."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.last: dict | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("data-parallel timings: {"):
+            self.last = json.loads(message.split(": ", 1)[1])
+
+
+def attach_timings() -> Timings:
+    handler = Timings()
+    log = logging.getLogger("skol_spark")
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    return handler
+
+
+def accuracy(model, test) -> float:
+    from pyspark.sql import functions as F
+
+    row = model.transform(test).agg(F.avg((F.col("prediction") == F.col("label")).cast("double"))).first()
+    return float(row[0])
+
+
+def fit_once(df, workers: int, epochs: int, timings: Timings, **params) -> dict:
     from skol_spark import BiLSTMClassifier
 
-    df = jvm_documents(spark, positions, 100, DIM, with_label=True).cache()
-    n = df.count()
-    classifier = BiLSTMClassifier(numWorkers=workers, epochs=epochs, labels=["a", "b", "c"], **NETWORK)
+    classifier = BiLSTMClassifier(numWorkers=workers, epochs=epochs, **{**NETWORK, **params})
     gc.collect()
     before = psutil.Process().memory_info().rss
+    timings.last = None
     with PeakRSS() as peak:
         t0 = time.perf_counter()
         model = classifier.fit(df)
         seconds = time.perf_counter() - t0
-    df.unpersist()
-    weights = sum(w.size for w in model.trainedNetwork.weight_arrays())
-    return {"positions": n, "workers": workers, "seconds": seconds, "growth": peak.peak - before,
-            "data": n * DIM * 4, "loss": model.history["loss"][-1], "weights": weights}
+    return {"workers": workers, "seconds": seconds, "growth": peak.peak - before, "model": model,
+            "timings": timings.last}
 
 
-ALLREDUCE = r"""
-import json, sys, time
-import jax, numpy as np
-rank, size, coordinator, repeats = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-jax.distributed.initialize(coordinator_address=coordinator, num_processes=2, process_id=rank,
-                           cluster_detection_method="deactivate")
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-mesh = Mesh(np.array(jax.devices()), ("batch",))
-local = np.full((1, size), rank + 1.0, np.float32)
-x = jax.make_array_from_process_local_data(NamedSharding(mesh, P("batch")), local)
-reduce = jax.jit(lambda g: g.sum(axis=0), out_shardings=NamedSharding(mesh, P()))
-reduce(x).block_until_ready()  # compile
-times = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    out = reduce(x).block_until_ready()
-    times.append(time.perf_counter() - t0)
-assert float(np.asarray(out.addressable_data(0))[0]) == 3.0
-if rank == 0:
-    print(json.dumps({"median": float(np.median(times)), "min": float(np.min(times))}))
+def epoch_rate(timings: dict | None, positions: int) -> float | None:
+    """Positions per second in the last epoch, as rank 0 timed it (None for the driver fit)."""
+    if not timings:
+        return None
+    phases = timings["phases"]
+    return positions / (phases["trained"] - phases["first_epoch"])
+
+
+def part_local(args) -> None:
+    spark = quiet_local_spark(driver_memory="6g", **{"spark.driver.maxResultSize": "4g"})
+    timings = attach_timings()
+    print(f"\n## local[2]: driver fit against numWorkers=2 ({DIM}-dim dense rows, {args.epochs} epochs)")
+    print(f"load average before: {os.getloadavg()}")
+    test = learnable_documents(spark, 20_000, offset=10**8).cache()
+    test.count()
+    warm = learnable_documents(spark, 4_000).cache()
+    warm.count()
+    for workers in (1, 2):
+        fit_once(warm, workers, 1, timings)
+    rows = []
+    for positions in args.positions:
+        df = learnable_documents(spark, positions).cache()
+        df.count()
+        for workers in (1, 2):
+            r = fit_once(df, workers, args.epochs, timings)
+            r.update(positions=positions, accuracy=accuracy(r.pop("model"), test),
+                     rate=epoch_rate(r["timings"], positions))
+            rows.append(r)
+            print(f"  {positions:>8,} positions, numWorkers={workers}: {r['seconds']:.1f} s, accuracy "
+                  f"{r['accuracy']:.3f}, driver RSS +{r['growth'] / 2**20:.0f} MB", flush=True)
+        df.unpersist()
+    spark.stop()
+    print(f"load average after: {os.getloadavg()}")
+    report_local(rows, args.positions)
+
+
+def report_local(rows: list[dict], sizes: list[int]) -> None:
+    print(f"\n{'positions':>10} {'workers':>7} {'fit s':>7} {'accuracy':>8} {'RSS growth MB':>14} "
+          f"{'last epoch pos/s':>17}")
+    for r in rows:
+        rate = f"{r['rate']:,.0f}" if r["rate"] else "-"
+        print(f"{r['positions']:>10,} {r['workers']:>7} {r['seconds']:>7.1f} {r['accuracy']:>8.3f} "
+              f"{r['growth'] / 2**20:>14.0f} {rate:>17}")
+    lo, hi = sizes[0], sizes[-1]
+    fit = {}
+    for workers in (1, 2):
+        a, b = [next(r for r in rows if r["positions"] == n and r["workers"] == workers) for n in (lo, hi)]
+        slope = (b["seconds"] - a["seconds"]) / (hi - lo)
+        fit[workers] = (slope, a["seconds"] - slope * lo, a, b)
+    (d_slope, d_start, d_lo, d_hi), (w_slope, w_start, w_lo, w_hi) = fit[1], fit[2]
+    print(f"\ntime per extra position: driver {d_slope * 1e6:.1f} us, numWorkers=2 {w_slope * 1e6:.1f} us: "
+          f"ratio {w_slope / d_slope:.2f} (target <= 1.2)")
+    print(f"start-up (intercept): driver {d_start:.1f} s, numWorkers=2 {w_start:.1f} s: "
+          f"{w_start - d_start:+.1f} s (target <= +15 s)")
+    for n, d, w in ((lo, d_lo, w_lo), (hi, d_hi, w_hi)):
+        print(f"{n:,} positions: accuracy {w['accuracy']:.3f} vs {d['accuracy']:.3f} "
+              f"(difference {abs(w['accuracy'] - d['accuracy']):.3f}, target <= 0.03); fit time ratio "
+              f"{w['seconds'] / d['seconds']:.2f}")
+    print(f"driver RSS growth, numWorkers=2: {w_lo['growth'] / 2**20:.0f} MB at {lo:,}, "
+          f"{w_hi['growth'] / 2**20:.0f} MB at {hi:,} (driver fit: {d_lo['growth'] / 2**20:.0f}, "
+          f"{d_hi['growth'] / 2**20:.0f} MB)")
+    if w_hi["timings"]:
+        phases = w_hi["timings"]["phases"]
+        print("numWorkers=2 rank 0's phases at", f"{hi:,}:", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+        print("  per step, ms (each rank's median: compute, all-reduce, update):", w_hi["timings"]["ranks_step_ms"])
+
+
+CLUSTER_JOB = r"""
+import json, logging, sys, time
+sys.path.insert(0, sys.argv[2])
+from pyspark.sql import SparkSession
+import bench_data_parallel as bench
+from skol_spark.fit import orchestration
+spark = SparkSession.builder.getOrCreate()
+spark.sparkContext.setLogLevel("ERROR")
+timings = bench.attach_timings()
+orchestration.DATA_PARALLEL_FROM = 1  # numWorkers=1 on the distributed path too
+positions = int(sys.argv[3])
+df = bench.learnable_documents(spark, positions).repartition(2).cache()
+df.count()
+out = {}
+for workers, batch in ((1, 8), (2, 16), (1, 8), (2, 16)):  # warm-ups first
+    r = bench.fit_once(df, workers, 2, timings, batchSize=batch)
+    out[workers] = {"seconds": r["seconds"], "timings": r["timings"], "rate": bench.epoch_rate(r["timings"], positions)}
+json.dump(out, open(sys.argv[1], "w"))
+spark.stop()
 """
 
 
-def allreduce_seconds(size: int, repeats: int = 30) -> dict:
-    """Median and best time of one all-reduce of ``size`` float32 over two JAX processes (gloo)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", ALLREDUCE, str(r), str(size), f"127.0.0.1:{port}", str(repeats)],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-        for r in (0, 1)
-    ]
-    out = [p.communicate(timeout=600)[0] for p in procs]
-    if any(p.returncode for p in procs):
-        raise RuntimeError(f"all-reduce processes failed: {[p.returncode for p in procs]}")
-    return json.loads(out[0].strip().splitlines()[-1])
+def spark_home(tmp: Path) -> Path:
+    """pyspark's package directory linked into a temp dir (local-cluster writes SPARK_HOME/work)."""
+    import pyspark
+
+    package, home = Path(pyspark.__file__).parent, tmp / "spark-home"
+    home.mkdir()
+    for name in ("bin", "jars", "python", "conf", "sbin"):
+        if (package / name).exists():
+            (home / name).symlink_to(package / name)
+    return home
+
+
+def part_cluster(args) -> None:
+    print("\n## weak scaling on local-cluster[2,1,2048]: the data-parallel path, 8 windows a worker a step")
+    print(f"load average before: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        home = spark_home(tmp)
+        job = tmp / "job.py"
+        job.write_text(CLUSTER_JOB)
+        env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable,
+               "PYSPARK_DRIVER_PYTHON": sys.executable}
+        command = [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,2048]",
+                   "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g",
+                   "--conf", "spark.sql.shuffle.partitions=2", str(job), str(tmp / "out.json"),
+                   str(Path(__file__).parent), str(args.cluster_positions)]
+        done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(done.stderr[-4000:])
+        out = json.loads((tmp / "out.json").read_text())
+    print(f"load average after: {os.getloadavg()}")
+    one, two = out["1"], out["2"]
+    for n, r in (("1", one), ("2", two)):
+        print(f"  {n} worker(s): fit {r['seconds']:.1f} s, second epoch {r['rate']:,.0f} positions/s; step ms "
+              f"(compute, all-reduce, update) {r['timings']['ranks_step_ms']}")
+    print(f"weak scaling: 2 workers / 1 worker steady-state positions/s = {two['rate'] / one['rate']:.2f} "
+          f"(target >= 1.6); whole fits {one['seconds'] / two['seconds']:.2f}x")
+
+
+def part_sparse(args) -> None:
+    import bench_wide_features
+    from bench_wide_features import jvm_hashed_documents
+
+    from skol_spark.fit import orchestration
+
+    spark = quiet_local_spark(driver_memory="6g", **{"spark.driver.maxResultSize": "4g"})
+    timings = attach_timings()
+    print("\n## row-sparse steps: the kernel rows exchanged by all-gather or by dense all-reduce, numWorkers=2")
+    print(f"load average before: {os.getloadavg()}")
+    params = dict(labels=["0.0", "1.0", "2.0"], dropout=0.0)
+    for dim in (16_384, 2**18):
+        bench_wide_features.DIM = dim
+        df = jvm_hashed_documents(spark, args.sparse_positions)[0].cache()
+        df.count()
+        for exchange in ("gather", "dense", "gather", "dense"):  # the first of each warms up
+            orchestration.ROW_SPARSE_EXCHANGE = exchange
+            r = fit_once(df, 2, 1, timings, **params)
+            steps = r["timings"]["ranks_step_ms"]
+            print(f"  {dim:>7,} dims, {exchange:>6}: fit {r['seconds']:.1f} s; step ms per rank (compute, "
+                  f"exchange, update) {[[round(x, 1) for x in s] for s in steps]}", flush=True)
+        df.unpersist()
+    orchestration.ROW_SPARSE_EXCHANGE = None
+    spark.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--positions", type=int, nargs=2, default=[16_000, 64_000], help="1x and 4x")
+    parser.add_argument("--part", choices=["local", "cluster", "sparse", "all"], default="all")
+    parser.add_argument("--positions", type=int, nargs=2, default=[64_000, 192_000])
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--cluster-positions", type=int, default=64_000)
+    parser.add_argument("--sparse-positions", type=int, default=20_000)
     args = parser.parse_args()
-
-    spark = quiet_local_spark(driver_memory="4g", **{"spark.driver.maxResultSize": "2g"})
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
-          f"pyspark {spark.version}; load average {os.getloadavg()[0]:.1f}")
-    for workers in (1, 2):
-        fit_once(spark, 2_000, workers, 1)  # warm-up: imports, first traces
-    rows = []
-    for positions in args.positions:
-        for workers in (1, 2):
-            rows.append(fit_once(spark, positions, workers, args.epochs))
-    spark.stop()
-    print(f"\nfit, {args.epochs} epochs, BiLSTM {NETWORK}, {DIM}-dim dense rows, local[2]")
-    print(f"{'positions':>10} {'rows MB':>8} {'workers':>7} {'fit s':>7} {'driver RSS growth MB':>21} {'last loss':>9}")
-    for r in rows:
-        print(f"{r['positions']:>10,} {r['data'] / 2**20:>8.1f} {r['workers']:>7} {r['seconds']:>7.1f} "
-              f"{r['growth'] / 2**20:>21.1f} {r['loss']:>9.4f}")
-    for positions in args.positions:
-        one, two = [r for r in rows if r["positions"] == positions]
-        print(f"{positions:,} positions: numWorkers=2 / numWorkers=1 fit time {two['seconds'] / one['seconds']:.2f}x, "
-              f"driver RSS growth {two['growth'] / 2**20:.0f} MB vs {one['growth'] / 2**20:.0f} MB")
+          f"load average {os.getloadavg()}")
+    if args.part in ("local", "all"):
+        part_local(args)
+    if args.part in ("cluster", "all"):
+        part_cluster(args)
+    if args.part in ("sparse", "all"):
+        part_sparse(args)
 
-    weights = rows[0]["weights"]
-    whole = allreduce_seconds(weights)
-    # XLA's SPMD partitioner all-reduces each LSTM direction's weight gradient inside the backward
-    # scan (counted in the dumped HLO of Keras' train_step): 2 x windowSize x numLayers small
-    # all-reduces per step, each of one timestep's (4 * hidden) x (input + hidden) gradient.
-    in_loop = 2 * NETWORK["windowSize"] * NETWORK["numLayers"]
-    per_timestep = 4 * NETWORK["hiddenSize"] * (NETWORK["embeddingSize"] + NETWORK["hiddenSize"] + 1)
-    small = allreduce_seconds(per_timestep)
-    comm = in_loop * small["median"] + whole["median"]
-    print(f"\nall-reduce over 2 JAX processes (gloo, loopback): one {weights:,}-float32 gradient "
-          f"({weights * 4 / 2**20:.2f} MB) median {whole['median'] * 1e3:.2f} ms; one {per_timestep:,}-float32 "
-          f"timestep gradient median {small['median'] * 1e3:.3f} ms")
-    print(f"per step: {in_loop} in-loop all-reduces + 1 after = {comm * 1e3:.1f} ms of communication")
-    big = rows[-2]  # the driver fit on 4x data
-    steps = args.epochs * -(-big["positions"] // NETWORK["windowSize"]) / NETWORK["batchSize"]
-    per_step = big["seconds"] / steps
-    two = rows[-1]
-    print(f"measured: driver fit {per_step * 1e3:.1f} ms per step (4x, incl. Spark collect); "
-          f"numWorkers=2 {two['seconds'] / steps * 1e3:.1f} ms per step (incl. start-up)")
-    print("\nestimate per step with N executors (compute / N + the step's all-reduces at the measured "
-          "latency; a ring's latency term grows with N, so the all-reduce column scales by 2 (N - 1) / N):")
-    print(f"{'N':>4} {'compute ms':>11} {'all-reduce ms':>14} {'step ms':>8} {'speed-up':>9}")
-    for n in (1, 2, 4, 8, 16, 32):
-        c = 0.0 if n == 1 else comm * (2 * (n - 1) / n)
-        step = per_step / n + c
-        print(f"{n:>4} {per_step / n * 1e3:>11.1f} {c * 1e3:>14.2f} {step * 1e3:>8.1f} {per_step / step:>8.1f}x")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,10 @@
 """numWorkers > 1: data-parallel training on the executors (skol_spark.fit.distributed.stage).
 
 Real local Spark (``local[2]``: two barrier tasks) and real JAX processes, one
-per task, training together through jax.distributed; tiny networks. Each
-distributed fit costs a fixed ~30-60 s here (two JAX processes start and
-compile on 2 cores), so the file fits as few times as it can.
+per task, training together over their TCP ring; tiny networks. Each
+distributed fit costs a fixed ~10-60 s here (two JAX processes start and
+compile on 2 cores, less once XLA's compilation cache holds the programs), so
+the file fits as few times as it can.
 """
 
 from __future__ import annotations
@@ -136,6 +137,53 @@ def test_weights_move_from_jax_to_tensorflow_through_set_weights(parallel, test_
     got = predictions(model, test_df)
     keys = sorted(got)
     assert np.allclose(np.array([got[k] for k in keys]), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_an_ensemble_with_early_stopping_trains_data_parallel_and_warm_starts_another(train_df, test_df, tiny_params):
+    """ensembleSize, earlyStoppingPatience, validationFraction and initialModel with numWorkers=2."""
+    params = {**tiny_params, "embeddingSize": 4, "ensembleSize": 2, "validationFraction": 0.2}
+    ensemble = BiLSTMClassifier(numWorkers=2, earlyStoppingPatience=1, **{**params, "epochs": 8}).fit(train_df)
+    history = ensemble.history
+    assert ensemble.getEnsembleSize() == 2 and ensemble.getNumWorkers() == 2
+    assert len(history["best_epoch"]) == 2 and "ensemble_val_macro_f1" in history
+    for prefix, best in zip(["", "member_1/"], history["best_epoch"]):
+        epochs = len(history[f"{prefix}val_macro_f1"])
+        scores = history[f"{prefix}val_macro_f1"]
+        assert scores[int(best) - 1] == max(scores)  # the best epoch is the first with the best score
+        assert epochs == 8 or epochs == best + 1  # ran to the end, or stopped one epoch after the best
+    assert 0 <= history["ensemble_val_macro_f1"][0] <= 1
+    assert _macro_f1(ensemble, test_df) > 0.3
+    warm = BiLSTMClassifier(numWorkers=2, initialModel=ensemble, **{**params, "epochs": 1}).fit(train_df)
+    assert warm.history["loss"][0] < history["loss"][0]  # started from the trained weights
+    assert warm.history["member_1/loss"][0] < history["member_1/loss"][0]
+
+
+@pytest.mark.slow
+def test_sparse_rows_train_with_row_sparse_steps(spark, train_df, tiny_params):
+    from pyspark.ml.functions import array_to_vector, vector_to_array
+    from pyspark.ml.linalg import SparseVector, VectorUDT
+    from pyspark.sql import functions as F
+
+    records = _Records()
+    log = logging.getLogger("skol_spark")
+    level = log.level
+    log.addHandler(records)
+    log.setLevel(logging.INFO)
+    wide = F.udf(
+        lambda v: SparseVector(1000, {i * 97 % 1000: float(x) for i, x in enumerate(v) if x}), VectorUDT()
+    )
+    sparse = train_df.withColumn("features", wide(vector_to_array("features")))
+    try:
+        model = BiLSTMClassifier(numWorkers=2, embeddingSize=4, **{**tiny_params, "epochs": 2}).fit(sparse)
+    finally:
+        log.removeHandler(records)
+        log.setLevel(level)
+    assert model.getNumFeatures() == 1000
+    [summary] = [m for m in records.messages if "weight digests of all 2 ranks agree" in m]
+    assert "row-sparse steps" in summary and "kernel rows exchanged by all-gather" in summary, summary
+    dense_again = sparse.withColumn("features", array_to_vector(vector_to_array("features")))
+    assert model.transform(sparse).count() == model.transform(dense_again).count() == train_df.count()
 
 
 def test_a_rebuild_that_predicts_differently_is_refused():

@@ -160,7 +160,6 @@ def test_an_ensemble_model_round_trips_through_every_store(spark, ensemble_fit, 
     [
         (dict(ensembleSize=2, outputLayer="crf"), "Expected outputLayer='softmax' and embeddingSize > 0 with ensembleSize > 1"),
         (dict(ensembleSize=2, embeddingSize=0), "Expected outputLayer='softmax' and embeddingSize > 0 with ensembleSize > 1"),
-        (dict(ensembleSize=2, numWorkers=2), "Expected numWorkers=1 with ensembleSize > 1"),
     ],
 )
 def test_fit_refuses_ensembles_it_cannot_train(train_df, tiny_params, params, message):
@@ -177,9 +176,17 @@ def test_ensemble_size_must_be_positive():
         BiLSTMClassifier(ensembleSize=0)
 
 
-@pytest.mark.parametrize(
-    "params", [dict(outputLayer="crf"), dict(embeddingSize=0), dict(numWorkers=2)], ids=["crf", "no-projection", "workers"]
-)
+def test_the_default_ensemble_trains_data_parallel_too():
+    from skol_spark import BiLSTMClassifier
+
+    estimator = BiLSTMClassifier(numWorkers=2)
+    assert not estimator.isSet(estimator.ensembleSize)
+    assert estimator.effectiveEnsembleSize() == estimator.getEnsembleSize() > 1
+    estimator._validate_params(fitting=True)
+    assert BiLSTMClassifier(numWorkers=2, ensembleSize=2).effectiveEnsembleSize() == 2
+
+
+@pytest.mark.parametrize("params", [dict(outputLayer="crf"), dict(embeddingSize=0)], ids=["crf", "no-projection"])
 def test_the_default_ensemble_is_one_network_where_an_ensemble_cannot_be(params):
     from skol_spark import BiLSTMClassifier
 

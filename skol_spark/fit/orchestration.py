@@ -28,6 +28,13 @@ __all__ = ["FitRequest", "FitResult", "InitialNetwork", "fit_network"]
 
 logger = logging.getLogger("skol_spark")
 
+# The fewest workers that train on the executors. Benchmarks and tests lower it to 1 to time the
+# data-parallel path on one worker (weak scaling); numWorkers=1 is otherwise the driver fit.
+DATA_PARALLEL_FROM = 2
+# How row-sparse steps exchange the projection's kernel rows ("gather" or "dense"); None lets the
+# workers choose (fit/distributed/sparse_steps.py). Benchmarks force each to time both.
+ROW_SPARSE_EXCHANGE: str | None = None
+
 
 @dataclass(frozen=True)
 class InitialNetwork:
@@ -85,7 +92,7 @@ def fit_network(dataset: Any, request: FitRequest) -> FitResult:
         check_thresholds(request.thresholds, len(labels))
     width = expected_width(dataset, request)
     progress = FitProgress(request.verbose, request.training["epochs"], request.training["ensemble_size"])
-    if request.num_workers > 1:
+    if request.num_workers >= DATA_PARALLEL_FROM:
         result = _fit_on_executors(dataset, request, labels, width, progress)
     else:
         result = _fit_on_driver(dataset, request, labels, total, width, progress)
@@ -256,6 +263,7 @@ def _fit_on_executors(
         class_weights=request.class_weights,
         effective_number_beta=request.effective_number_beta,
         initial_weights=None if initial is None else weights_to_bytes(initial),
+        row_sparse_exchange=ROW_SPARSE_EXCHANGE,
     )
     progress.start(f"{len(labels)} classes, data-parallel on {request.num_workers} executor tasks")
     fit = fit_on_executors(dataset, spec, progress)

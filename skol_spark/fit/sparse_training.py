@@ -15,7 +15,7 @@ network is), so its layer and optimizer need no serialization.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -24,7 +24,7 @@ from skol_spark.fit.training_data import TrainingData
 from skol_spark.nn.network import MASK_INPUT
 from skol_spark.nn.projection import split_network
 
-__all__ = ["LazyAdam", "sparse_training_model", "batch_inputs"]
+__all__ = ["LazyAdam", "sparse_training_model", "batch_inputs", "row_sparse_batch", "RowSparseBatch"]
 
 ROWS_INPUT, COLUMNS_INPUT, ROW_INDEX_INPUT = "rows", "columns", "row_index"
 
@@ -102,6 +102,31 @@ def sparse_training_model(network: keras.Model) -> keras.Model:
     )
 
 
+def row_sparse_batch(data: TrainingData, rows: np.ndarray, mask: np.ndarray) -> RowSparseBatch:
+    """The distinct rows of windows whose row index is ``rows`` ``(B, W)``, stored once as COO over
+    the distinct columns they use (numpy; both training backends build their inputs from it)."""
+    distinct, inverse = np.unique(rows[mask], return_inverse=True)
+    index = np.zeros(rows.shape, dtype=np.int32)
+    index[mask] = inverse
+    indptr, columns, values = data.features.csr_rows(distinct)
+    used, renumbered = np.unique(columns, return_inverse=True)
+    at_row = np.repeat(np.arange(len(distinct)), np.diff(indptr))
+    return RowSparseBatch(index, at_row, renumbered, np.asarray(values, np.float32), used, len(distinct))
+
+
+class RowSparseBatch(NamedTuple):
+    """Windows over distinct rows: ``index`` ``(B, W)`` into the ``rows`` distinct rows, whose
+    stored values sit at ``(at_row, at_column)``, ``at_column`` indexing ``columns`` (the feature
+    columns used, ascending)."""
+
+    index: np.ndarray
+    at_row: np.ndarray
+    at_column: np.ndarray
+    values: np.ndarray
+    columns: np.ndarray
+    rows: int
+
+
 def batch_inputs(data: TrainingData, rows: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     """The inputs of :func:`sparse_training_model` for windows whose row index is ``rows`` ``(B, W)``.
 
@@ -110,16 +135,12 @@ def batch_inputs(data: TrainingData, rows: np.ndarray, mask: np.ndarray) -> dict
     """
     import tensorflow as tf
 
-    distinct, inverse = np.unique(rows[mask], return_inverse=True)
-    index = np.zeros(rows.shape, dtype=np.int32)
-    index[mask] = inverse
-    indptr, columns, values = data.features.csr_rows(distinct)
-    used, renumbered = np.unique(columns, return_inverse=True)
-    at = np.stack([np.repeat(np.arange(len(distinct)), np.diff(indptr)), renumbered], axis=1)
-    sparse = tf.SparseTensor(at.astype(np.int64), np.asarray(values, np.float32), (len(distinct), len(used)))
+    batch = row_sparse_batch(data, rows, mask)
+    at = np.stack([batch.at_row, batch.at_column], axis=1)
+    sparse = tf.SparseTensor(at.astype(np.int64), batch.values, (batch.rows, len(batch.columns)))
     return {
         ROWS_INPUT: sparse,
-        COLUMNS_INPUT: used.astype(np.int32),
-        ROW_INDEX_INPUT: index,
+        COLUMNS_INPUT: batch.columns.astype(np.int32),
+        ROW_INDEX_INPUT: batch.index,
         MASK_INPUT: mask,
     }

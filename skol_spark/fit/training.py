@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -144,34 +144,53 @@ class _EpochLog(keras.callbacks.Callback):
         self.progress.epoch(epoch, logs, network=self.member)
 
 
-class _BestEpoch(keras.callbacks.Callback):
-    """Early stopping on validation macro-F1 (logged by _EpochLog, which runs first).
+class BestEpoch:
+    """Early stopping on validation macro-F1, for any training loop.
 
-    Keeps the weights of the first epoch with the best score, stops after
-    ``patience`` epochs without a strictly better one, and restores them when
-    training ends; ``best_epoch`` is 1-based.
+    Keeps the weights of the first epoch with the best score and says to stop
+    after ``patience`` epochs without a strictly better one (a line to
+    ``report``, by default the ``skol_spark`` logger); ``best_epoch`` is
+    1-based.
     """
 
-    def __init__(self, patience: int, progress: FitProgress):
-        super().__init__()
-        self.patience, self.progress = patience, progress
+    def __init__(self, patience: int, report: Callable[[str], None] | None = None):
+        self.patience, self.report = patience, report or logger.info
         self.best_score, self.best_epoch, self.best_weights = -math.inf, 0, None
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        score = (logs or {})["val_macro_f1"]
+    def update(self, epoch: int, score: float, weights) -> bool:
+        """Record ``epoch``'s (0-based) score; ``weights()`` is called only for a new best. True: stop."""
         if score > self.best_score:
             self.best_score, self.best_epoch = score, epoch + 1
-            self.best_weights = self.model.get_weights()
-        elif epoch + 1 - self.best_epoch >= self.patience:
-            self.progress.line(
+            self.best_weights = weights()
+            return False
+        if epoch + 1 - self.best_epoch >= self.patience:
+            self.report(
                 f"early stopping after epoch {epoch + 1}: best val_macro_f1 {self.best_score:.4f} "
                 f"at epoch {self.best_epoch}"
             )
+            return True
+        return False
+
+
+class _BestEpoch(keras.callbacks.Callback):
+    """:class:`BestEpoch` for ``Model.fit`` (after _EpochLog, which logs the score); restores the
+    best weights when training ends, also when all epochs ran."""
+
+    def __init__(self, patience: int, progress: FitProgress):
+        super().__init__()
+        self.tracker = BestEpoch(patience, progress.line)
+
+    @property
+    def best_epoch(self) -> int:
+        return self.tracker.best_epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.tracker.update(epoch, (logs or {})["val_macro_f1"], self.model.get_weights):
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+        if self.tracker.best_weights is not None:
+            self.model.set_weights(self.tracker.best_weights)
 
 
 def _validation_forward(network: keras.Model):

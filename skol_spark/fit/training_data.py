@@ -30,7 +30,7 @@ from skol_spark.core.vectors import dense_features, single_width, vector_struct_
 from skol_spark.core.windows import document_lengths
 from skol_spark.fit.collect import arrow_batches
 
-__all__ = ["FeatureRows", "TrainingData", "collect_training_data", "arrow_to_training_data"]
+__all__ = ["FeatureRows", "TrainingData", "collect_training_data", "arrow_to_training_data", "feature_storage"]
 
 logger = logging.getLogger("skol_spark")
 
@@ -104,12 +104,12 @@ class FeatureRows:
     def csr_rows(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """CSR ``(indptr, indices, values)`` of rows ``index`` (1-D), without densifying (sparse storage only)."""
         indptr, indices, values = self.csr
-        counts, at = self._value_positions(self.order[np.asarray(index).ravel()])
+        counts, at = self.value_positions(self.order[np.asarray(index).ravel()])
         out_indptr = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=out_indptr[1:])
         return out_indptr, indices[at], values[at]
 
-    def _value_positions(self, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def value_positions(self, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stored values per row of ``stored``, and where each of them is in ``indices``/``values``."""
         indptr = self.csr[0]
         begin, end = indptr[stored], indptr[stored + 1]
@@ -121,7 +121,7 @@ class FeatureRows:
     def _densify(self, stored: np.ndarray) -> np.ndarray:
         indices, values = self.csr[1], self.csr[2]
         out = np.zeros((len(stored), self.width), dtype=np.float32)
-        counts, at = self._value_positions(stored)
+        counts, at = self.value_positions(stored)
         if len(at):
             out[np.repeat(np.arange(len(stored)), counts), indices[at]] = values[at]
         return out
@@ -160,8 +160,7 @@ class _FeatureSink:
         width = _width(column, parts)
         if self.width is None:
             self.width = width
-            stored = len(parts.values) if parts is not None else n * width
-            if parts is not None and stored <= _SPARSE_DENSITY * n * max(1, width):
+            if _stored_sparse(n, width, parts):
                 self.sparse_parts = []
             else:
                 capacity = max(n, self.expected or 0)
@@ -198,6 +197,18 @@ class _FeatureSink:
         if len(dense) != self.rows:
             dense = dense[: self.rows]
         return FeatureRows(order, width, dense=dense)
+
+
+def feature_storage(column: pa.Array) -> tuple[int, bool]:
+    """(width, stored sparse) of the rows a first batch's feature column starts: what training will hold."""
+    parts = vector_struct_parts(column) if pa.types.is_struct(column.type) else None
+    width = _width(column, parts)
+    return width, _stored_sparse(len(column), width, parts)
+
+
+def _stored_sparse(rows: int, width: int, parts: Any) -> bool:
+    """Sparse storage when the vectors store at most _SPARSE_DENSITY of the cells."""
+    return parts is not None and len(parts.values) <= _SPARSE_DENSITY * rows * max(1, width)
 
 
 def _width(column: pa.Array, parts: Any) -> int:

@@ -31,6 +31,7 @@ from skol_spark.nn.projection import PROJECTION_LAYER, SEQUENCE_MODEL
 
 __all__ = [
     "WeightedSparseCategoricalCrossentropy",
+    "weighted_crossentropy",
     "FeatureSlice",
     "build_network",
     "ensemble_members",
@@ -85,18 +86,7 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, "int32")
-        # Sequence outputs: (batch, steps) labels against (batch, steps, K).
-        if len(y_true.shape) == len(y_pred.shape):
-            y_true = ops.squeeze(y_true, axis=-1)
-        per_position = keras.losses.sparse_categorical_crossentropy(
-            y_true, y_pred, from_logits=self.from_logits
-        )
-        weights = ops.take(
-            ops.convert_to_tensor(self.class_weights, dtype=per_position.dtype),
-            y_true,
-        )
-        return per_position * weights
+        return weighted_crossentropy(y_true, y_pred, self.class_weights, self.from_logits)
 
     def get_config(self):
         config = super().get_config()
@@ -104,6 +94,17 @@ class WeightedSparseCategoricalCrossentropy(keras.losses.Loss):
             {"class_weights": list(self.class_weights), "from_logits": self.from_logits}
         )
         return config
+
+
+def weighted_crossentropy(y_true, y_pred, class_weights, from_logits: bool = False):
+    """Per-position cross-entropy times the weight of the position's class (a list or a tensor)."""
+    y_true = ops.cast(y_true, "int32")
+    # Sequence outputs: (batch, steps) labels against (batch, steps, K).
+    if len(y_true.shape) == len(y_pred.shape):
+        y_true = ops.squeeze(y_true, axis=-1)
+    per_position = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=from_logits)
+    weights = ops.take(ops.convert_to_tensor(class_weights, dtype=per_position.dtype), y_true)
+    return per_position * weights
 
 
 @keras.saving.register_keras_serializable(package="skol_spark")

@@ -183,8 +183,8 @@ class _NetworkParams(Params):
         "ensembleSize",
         "number of networks trained one after the other, each from its own seed, on the same "
         "rows and averaged into one network (>= 1): lower variance for that many times the fit "
-        "and transform cost. Needs outputLayer='softmax', embeddingSize > 0 and numWorkers=1; "
-        "left at its default, it is 1 where those do not hold.",
+        "and transform cost (numWorkers > 1 trains each member data-parallel). Needs "
+        "outputLayer='softmax' and embeddingSize > 0; left at its default, it is 1 where those do not hold.",
         _positive_int("ensembleSize"),
     )
     numLayers: Param[int] = _param(
@@ -268,10 +268,10 @@ class _TrainingParams(HasSeed):
     numWorkers: Param[int] = _param(
         "numWorkers",
         "processes that train the network (> 0). 1 trains on the driver. More trains data-parallel "
-        "on the executors in one Spark barrier stage (JAX's multi-process runtime, CPU, needs the "
-        "jax package): each worker reads whole documents, gradients are all-reduced every step, and "
-        "no training row reaches the driver. A step then uses numWorkers * ceil(batchSize / "
-        "numWorkers) windows.",
+        "on the executors in one Spark barrier stage (one JAX process per worker, CPU, needs the "
+        "jax package): each worker reads whole documents, the whole gradient is all-reduced once "
+        "per step, and no training row reaches the driver. A step then uses numWorkers * "
+        "ceil(batchSize / numWorkers) windows.",
         _positive_int("numWorkers"),
     )
     mlflowLogging: Param[bool] = _param(
@@ -399,17 +399,11 @@ class _BiLSTMParams(_DocumentColumnParams, _NetworkParams, _TrainingParams, _Tra
                 f"ensembleSize={self.getEnsembleSize()}, outputLayer={self.getOutputLayer()!r}, "
                 f"embeddingSize={self.getEmbeddingSize()}. Set ensembleSize=1 or change the others."
             )
-        if self.getNumWorkers() > 1:
-            return (
-                "Expected numWorkers=1 with ensembleSize > 1: ensembles train on the driver. Received: "
-                f"ensembleSize={self.getEnsembleSize()}, numWorkers={self.getNumWorkers()}. "
-                "Set one of them to 1."
-            )
         return None
 
     def effectiveEnsembleSize(self) -> int:
         """The networks fit trains: ensembleSize, or 1 when it is left at its default and the
-        other Params rule out an ensemble (a CRF output, no projection, numWorkers > 1)."""
+        other Params rule out an ensemble (a CRF output, no projection)."""
         if not self.isSet(self.ensembleSize) and self._ensemble_conflict() is not None:
             return 1
         return self.getEnsembleSize()

@@ -1,4 +1,4 @@
-"""Data-parallel fit on the executors (``numWorkers > 1``): one barrier stage, JAX's multi-process runtime.
+"""Data-parallel fit on the executors (``numWorkers > 1``): one barrier stage, a JAX process per rank.
 
 The driver never sees a training row. :func:`fit_on_executors` selects the
 four training columns, repartitions them by document into ``numWorkers``
@@ -6,23 +6,24 @@ partitions (so each worker holds whole documents) and runs one barrier stage
 over them (``mapInArrow(..., barrier=True)``, classic Spark and Spark
 Connect alike). Each barrier task (:func:`_run_rank`)
 
-1. streams its partition's Arrow batches to a file in a scratch directory;
-2. learns rank 0's coordinator address with ``BarrierTaskContext.allGather``
-   (rank 0 picks a free port on its host);
-3. starts :mod:`skol_spark.fit.distributed.worker` in a child process with
+1. picks a free port and learns every rank's ``host:port`` with
+   ``BarrierTaskContext.allGather``;
+2. starts :mod:`skol_spark.fit.distributed.worker` in a child process with
    ``KERAS_BACKEND=jax`` (the Python worker may already hold Keras on
-   TensorFlow, and a process cannot switch backends) and waits for it; the
-   children train together through ``jax.distributed`` and
-   ``keras.distribution.DataParallel``, gradients all-reduced every step;
+   TensorFlow, and a process cannot switch backends) before its rows arrive,
+   so that the child's imports and compiling overlap their transfer; the
+   children connect in a ring over TCP and train together, one all-reduce of
+   the whole gradient per step;
+3. streams its partition's Arrow batches to a file the child reads;
 4. fails with the child's error and log tail if the child fails (which fails
    the whole stage: Spark kills the other tasks, whose children die with
    them), or, on rank 0, returns the weights, the architecture JSON, the
-   history and a probe as the stage's one output row.
+   history, timings and a probe as the stage's one output row.
 
 Back on the driver the weights go into the architecture rebuilt on
 TensorFlow with the project's ``model_from_json(json, compile=False)`` and
 ``set_weights``, and the rebuild must reproduce rank 0's JAX probabilities
-on the probe windows; every rank's per-step weight digests must agree.
+on the probe windows; every rank's per-step weight checksums must agree.
 """
 
 from __future__ import annotations
@@ -51,14 +52,17 @@ import numpy as np
 from skol_spark.compat.connect import is_remote
 from skol_spark.compat.executors import EXECUTOR_IMPORT_ERROR, on_executors
 from skol_spark.errors import DistributedTrainingError, ModelRebuildError
+from skol_spark.fit.distributed.ring import free_port
 from skol_spark.fit.distributed.worker import (
     ERROR,
+    HINT,
     INITIAL,
     PEER_LOST,
     PROBE,
     RESULT_META,
     RESULT_WEIGHTS,
     ROWS,
+    ROWS_DONE,
     SPEC,
 )
 from skol_spark.fit.progress import FitProgress
@@ -72,8 +76,10 @@ RESULT_SCHEMA = "architecture string, weights binary, meta string, probe binary"
 _ERROR_START, _ERROR_END = "<<skol_spark worker error>>", "<</skol_spark worker error>>"
 _LOG_TAIL = 4000
 # How long a task whose child lost its peers waits before failing, so that the
-# rank with the real error fails the stage first.
-_PEER_LOSS_GRACE = 3.0
+# rank with the real error (or whose process was killed) fails the stage first.
+_PEER_LOSS_GRACE = 10.0
+# XLA's compiled programs kept per user and machine; the least recently used go beyond this.
+_CACHE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -90,14 +96,13 @@ class DistributedSpec:
     class_weights: dict[str, float] | None
     effective_number_beta: float
     initial_weights: bytes | None = field(default=None, repr=False)
+    # How long a rank waits for its ring neighbours to connect (they start with their tasks).
     timeout_seconds: int = 600
-    # JAX's coordination service declares a rank dead after this long without a heartbeat, and
-    # then aborts every rank. 60 s was seen to be too short on a busy 2-core executor (CI: both
-    # ranks "stopped sending heartbeats" mid-fit while the JVM and another job held the cores).
-    # A rank that really dies is found sooner: its task fails the barrier stage at once, and a
-    # collective with it fails in gloo.
-    heartbeat_seconds: int = 300
-    shutdown_seconds: int = 60
+    # The ranks' shared secret: a connection to a rank's port that does not send it is dropped.
+    token: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    # How the kernel rows of a row-sparse step are exchanged ("gather" or "dense"); None: whichever
+    # moves fewer floats (sparse_steps.choose_exchange). Benchmarks force one to time both.
+    row_sparse_exchange: str | None = None
 
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)
@@ -116,6 +121,7 @@ class DistributedFit:
     num_features: int
     digests: np.ndarray  # (ranks, steps + 1): after every step, then the final weights
     steps_per_epoch: int
+    timings: dict[str, Any] = field(default_factory=dict)  # start-up phases and step parts (worker.py)
 
 
 def check_cluster_slots(dataset: Any, num_workers: int) -> None:
@@ -145,11 +151,12 @@ def fit_on_executors(dataset: Any, spec: DistributedSpec, progress: FitProgress)
         spec.num_workers, F.col(f"`{doc}`")
     )
     listener = _progress_listener(dataset, progress)
-    progress = None if listener is None else {"address": listener.address, "token": listener.token}
-    spec_json, initial = json.dumps({**json.loads(spec.to_json()), "progress": progress}), spec.initial_weights
+    address = None if listener is None else {"address": listener.address, "token": listener.token}
+    started = time.monotonic()
+    fields = {**json.loads(spec.to_json()), "progress": address, "driver_started": time.time()}
+    spec_json, initial = json.dumps(fields), spec.initial_weights
 
     run = on_executors(__name__, "_run_rank", spec_json, initial)
-    started = time.monotonic()
     try:
         rows = selected.mapInArrow(run, RESULT_SCHEMA, barrier=True).collect()
     except Exception as exc:  # noqa: BLE001 - Spark wraps the task's error; find the worker's own
@@ -172,15 +179,19 @@ def fit_on_executors(dataset: Any, spec: DistributedSpec, progress: FitProgress)
         num_features=meta["num_features"],
         digests=np.asarray(meta["digests"], dtype=np.int64),
         steps_per_epoch=meta["steps_per_epoch"],
+        timings=meta["timings"],
     )
+    stage_seconds = time.monotonic() - started
     _check_ranks_agree(fit.digests)
     _check_rebuild(fit.network, row["probe"])
+    fit.timings["phases"]["stage_end"] = round(stage_seconds, 3)
     logger.info(
-        "data-parallel fit on %d workers: %d steps per epoch of %d windows (%d per worker); "
+        "data-parallel fit on %d workers: %d steps per epoch of %d windows (%d per worker), %s; "
         "weight digests of all %d ranks agree after each of %d steps; %.1f s",
         spec.num_workers, fit.steps_per_epoch, meta["local_batch"] * spec.num_workers, meta["local_batch"],
-        fit.digests.shape[0], fit.digests.shape[1] - 1, time.monotonic() - started,
+        meta["steps"], fit.digests.shape[0], fit.digests.shape[1] - 1, time.monotonic() - started,
     )
+    _log_timings(fit.timings, meta["all_reduce_floats"])
     _report_missed_epochs(fit.history, progress, set() if listener is None else listener.logged)
     return fit
 
@@ -194,6 +205,19 @@ def _task_error(message: str) -> DistributedTrainingError | None:
     if found is not None:
         return DistributedTrainingError(found.group(0).strip())
     return None
+
+
+def _log_timings(timings: dict[str, Any], floats: int) -> None:
+    """Rank 0's phases (seconds since the driver started the stage) and every rank's median step parts."""
+    phases = ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings["phases"].items())
+    ranks = np.asarray(timings["ranks_step_ms"], dtype=float)
+    timed = ranks[~np.isnan(ranks).any(axis=1)]
+    compute, exchange, update = np.median(timed, axis=0) if len(timed) else (np.nan,) * 3
+    logger.info(
+        "data-parallel timings: rank 0 reached %s s; per step (median over ranks of each rank's median, ms): "
+        "compute %.1f, all-reduce of %d floats %.1f, update %.1f", phases, compute, floats, exchange, update,
+    )
+    logger.debug("data-parallel timings: %s", json.dumps(timings))
 
 
 class _ProgressListener:
@@ -275,33 +299,38 @@ def _check_rebuild(network: TrainedNetwork, probe: bytes | None) -> None:
 
 
 def _run_rank(batches: Iterator[Any], spec_json: str, initial: bytes | None) -> Iterator[Any]:
-    """One barrier task: rows to a file, the coordinator's address, the training child, rank 0's result."""
+    """One barrier task: every rank's address, the training child (started first, so that its
+    imports and compiling overlap the rows' transfer), the rows to a file, rank 0's result."""
     from pyspark import BarrierTaskContext
 
+    spec = json.loads(spec_json)
+    origin = spec["driver_started"]  # the rank's phases are seconds since the driver started the stage
+    task_started = round(time.time() - origin, 3)
     context = BarrierTaskContext.get()
     rank = context.partitionId()
     workdir = Path(tempfile.mkdtemp(prefix=f"skol-spark-rank{rank}-", dir=_scratch_dir()))
     child = None
     try:
-        _write_rows(batches, workdir / ROWS)
-        host = context.getTaskInfos()[0].address.rsplit(":", 1)[0]
-        coordinator = context.allGather(f"{host}:{_free_port()}" if rank == 0 else "")[0]
-        spec = {**json.loads(spec_json), "rank": rank, "coordinator": coordinator, "parent_pid": os.getpid()}
+        host = context.getTaskInfos()[rank].address.rsplit(":", 1)[0]
+        peers = context.allGather(f"{host}:{free_port()}")  # where each rank's child listens
+        spec.update(rank=rank, peers=peers, parent_pid=os.getpid(), task_started=task_started)
         (workdir / SPEC).write_text(json.dumps(spec))
         if initial is not None:
             (workdir / INITIAL).write_bytes(initial)
         with open(workdir / "log.txt", "wb") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "skol_spark.fit.distributed.worker", str(workdir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_child_env(context),
             )
+            _write_rows(batches, workdir, spec["columns"][3], child)
+            (workdir / ROWS_DONE).touch()
             code = child.wait()
         if code != 0:
-            if not (workdir / ERROR).exists() or (workdir / PEER_LOST).exists():
-                time.sleep(_PEER_LOSS_GRACE)  # killed, or lost a peer: let the failing rank report first
+            if (workdir / PEER_LOST).exists():
+                time.sleep(_PEER_LOSS_GRACE)  # lost a peer: let the rank that failed report first
             raise RuntimeError(_failure_message(rank, spec["num_workers"], code, workdir))
         if rank == 0:
-            yield _result_batch(workdir)
+            yield _result_batch(workdir, origin)
     finally:
         if child is not None and child.poll() is None:
             child.kill()
@@ -318,8 +347,13 @@ def _scratch_dir() -> str | None:
     return None
 
 
-def _write_rows(batches: Iterator[Any], path: Path) -> int:
-    """Stream the task's record batches to an Arrow IPC file (nothing written without rows)."""
+def _write_rows(batches: Iterator[Any], workdir: Path, features: str, child: Any = None) -> int:
+    """Stream the task's record batches to an Arrow IPC file (nothing written without rows).
+
+    After the first batch, ``hint.json`` tells the child the feature width and
+    storage, so it can compile while the rest arrives. Stops early when the
+    child has exited (it failed; its error is what the task reports).
+    """
     import pyarrow as pa
 
     rows, writer, sink = 0, None, None
@@ -328,10 +362,13 @@ def _write_rows(batches: Iterator[Any], path: Path) -> int:
             if batch.num_rows == 0:
                 continue
             if writer is None:
-                sink = pa.OSFile(str(path), "wb")
+                sink = pa.OSFile(str(workdir / ROWS), "wb")
                 writer = pa.ipc.new_stream(sink, batch.schema)
+                _write_hint(batch.column(features), workdir)
             writer.write_batch(batch)
             rows += batch.num_rows
+            if child is not None and child.poll() is not None:
+                break
     finally:
         if writer is not None:
             writer.close()
@@ -340,25 +377,85 @@ def _write_rows(batches: Iterator[Any], path: Path) -> int:
     return rows
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
+def _write_hint(column: Any, workdir: Path) -> None:
+    """The first batch's feature width and storage, for the child to compile with (no hint when the
+    first rows are malformed: the child then waits for all rows)."""
+    from skol_spark.fit.training_data import feature_storage
+
+    if column.null_count:
+        return
+    try:
+        width, sparse = feature_storage(column)
+    except (ValueError, TypeError):
+        return
+    (workdir / (HINT + ".part")).write_text(json.dumps({"width": width, "sparse": sparse}))
+    (workdir / (HINT + ".part")).rename(workdir / HINT)
 
 
-def _child_env() -> dict[str, str]:
-    """This task's environment, with Keras on JAX (CPU) and skol_spark importable where it came from."""
+def _child_env(context: Any = None) -> dict[str, str]:
+    """This task's environment, with Keras on JAX (CPU) and skol_spark importable where it came from.
+
+    XLA's CPU runtime gets as many threads as the task has cores (``spark.task.cpus``), so
+    ``numWorkers`` ranks on one executor share its cores instead of each sizing a thread pool to
+    the machine.
+    """
     import skol_spark
 
     root = str(Path(skol_spark.__file__).resolve().parent.parent)  # a directory or a --py-files zip
     path = [root, *[p for p in sys.path if p and p != root]]
-    return {
+    env = {
         **os.environ,
         "KERAS_BACKEND": "jax",
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": os.pathsep.join(path),
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
     }
+    cpus = _task_cpus(context)
+    if cpus == 1 and "XLA_FLAGS" not in os.environ:
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    cache = _compilation_cache()
+    if cache is not None and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        # JAX bounds the cache only with filelock installed (the distributed extra brings it).
+        env.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_COMPILATION_CACHE_MAX_SIZE=str(_CACHE_BYTES) if _has("filelock") else "-1")
+    return env
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _compilation_cache() -> str | None:
+    """This user's private directory for XLA's compiled programs on this machine, or None.
+
+    JAX's persistent compilation cache: a later fit of the same network shapes
+    loads its step programs instead of compiling them (seconds of every
+    start-up). Compiled code is executed, so the directory must be this
+    user's alone (created 0700, owner and mode checked), else no cache.
+    """
+    if not hasattr(os, "getuid"):
+        return None
+    base = Path(_scratch_dir() or tempfile.gettempdir())
+    path = base / f"skol_spark-xla-cache-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.stat()
+    except OSError:
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return str(path)
+
+
+
+
+def _task_cpus(context: Any) -> int | None:
+    try:
+        return int(context.cpus())
+    except Exception:  # noqa: BLE001 - no task context (tests) or an older pyspark
+        return None
 
 
 def _failure_message(rank: int, num_workers: int, code: int, workdir: Path) -> str:
@@ -372,10 +469,11 @@ def _failure_message(rank: int, num_workers: int, code: int, workdir: Path) -> s
     )
 
 
-def _result_batch(workdir: Path) -> Any:
+def _result_batch(workdir: Path, origin: float) -> Any:
     import pyarrow as pa
 
     meta = json.loads((workdir / RESULT_META).read_text())
+    meta["timings"]["phases"]["exited"] = round(time.time() - origin, 3)
     architecture = meta.pop("architecture")
     probe = (workdir / PROBE).read_bytes() if (workdir / PROBE).exists() else b""
     return pa.RecordBatch.from_pydict(

@@ -1,36 +1,37 @@
-"""One rank of a data-parallel fit: the child process each barrier task starts (``numWorkers > 1``).
+"""One rank of a data-parallel fit: the process each barrier task starts (``numWorkers > 1``).
 
 Run as ``python -m skol_spark.fit.distributed.worker WORKDIR`` by
 :mod:`skol_spark.fit.distributed.stage`, with ``KERAS_BACKEND=jax``: a Python worker
 of Spark may already hold Keras on TensorFlow (``transform`` caches its
 network there), and Keras fixes its backend once per process.
 
-``WORKDIR`` holds ``spec.json`` (written by the task), ``rows.arrow`` (this
-rank's rows as the task received them, whole documents) and optionally
-``initial.npz`` (warm-start weights). The rank
+The task starts this process before it writes its rows, so imports,
+connecting and compiling overlap with the rows' transfer. ``WORKDIR`` holds
+``spec.json`` and optionally ``initial.npz`` (warm-start weights) from the
+start; ``hint.json`` (the first batch's feature width and storage) as soon as
+the task has seen one; ``rows.arrow`` (this rank's rows, whole documents),
+complete once ``rows.done`` exists. The rank
 
-1. joins JAX's multi-process runtime (``jax.distributed.initialize``, CPU
-   collectives over gloo) at the coordinator address rank 0's task published;
-2. turns its rows into sorted training data with the driver fit's own code
-   (``training_data.rows_from_batches``: same invalid-row rules) and windows
-   them as the driver fit does;
-3. sums the per-class counts of all ranks (one all-gather) and derives the
-   class weights from them, as the driver fit does from its rows;
-4. trains under ``keras.distribution.DataParallel``: each step every rank
-   feeds its local share of one global batch, XLA all-reduces the gradients,
-   and every rank applies the same update. Ranks run the same number of
-   steps; a rank that runs out of windows feeds fully masked ones, which add
-   nothing to the loss (Keras averages over unmasked positions);
-5. records a digest of its weights after every step and, on rank 0, writes
-   ``result.npz`` / ``result.json``: weights, architecture JSON, history,
-   class weights, every rank's digests and a probe for the driver's
-   cross-backend check.
+1. connects to its neighbours in the ranks' ring (:mod:`~skol_spark.fit.distributed.ring`,
+   in a thread) while it imports JAX and Keras (never TensorFlow: see
+   :func:`_without_tensorflow`);
+2. on the hint, builds the network and compiles its step programs
+   (:mod:`skol_spark.fit.distributed.steps`) while the rows still arrive;
+3. turns its rows into sorted training data with the driver fit's own code
+   (``training_data.rows_from_batches``: same invalid-row rules), holds out
+   validation segments with ``seed + rank``, and makes one all-gather of
+   width, storage, class counts (summed: the class weights) and window counts;
+4. trains (:mod:`skol_spark.fit.distributed.rank`): one all-reduce of the
+   whole gradient per step;
+5. on rank 0, writes ``weights.npz`` / ``result.json``: weights, architecture
+   JSON, history, class weights, every rank's per-step weight checksums,
+   timings, and a probe for the driver's cross-backend check.
 
 On any error it writes ``error.txt`` (the exception) and exits non-zero; when
 the error says another rank went away (a failed collective) it also writes
 ``peer_lost``, so that its task waits and the rank with the cause fails the
-stage first.
-It dies with its parent task (``PR_SET_PDEATHSIG`` plus a watchdog thread).
+stage first. It dies with its parent task (``PR_SET_PDEATHSIG`` plus a
+watchdog thread).
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import json
 import logging
 import math
 import os
-import socket
 import sys
 import threading
 import time
@@ -50,22 +50,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main"]
+from skol_spark.fit.distributed.ring import PeerLostError
+
+__all__ = ["PeerLostError", "main"]
 
 logger = logging.getLogger("skol_spark")
 
-SPEC, ROWS, INITIAL, RESULT_WEIGHTS, RESULT_META, PROBE, ERROR, PEER_LOST = (
-    "spec.json", "rows.arrow", "initial.npz", "weights.npz", "result.json", "probe.npz", "error.txt",
-    "peer_lost",
+SPEC, ROWS, ROWS_DONE, HINT, INITIAL, RESULT_WEIGHTS, RESULT_META, PROBE, ERROR, PEER_LOST = (
+    "spec.json", "rows.arrow", "rows.done", "hint.json", "initial.npz", "weights.npz", "result.json",
+    "probe.npz", "error.txt", "peer_lost",
 )
-# What JAX's coordination service and gloo say when another rank went away: a rank that
-# fails with one of these failed because of a peer, and lets that peer's error be reported.
-_PEER_LOSS_MARKERS = (
-    "socket closed", "coordination service", "coordinationservice", "unavailable:", "deadline_exceeded",
-    "heartbeat", "connection reset", "connection refused", "gloo",
-)
+# What an error says when another rank went away (besides PeerLostError): a rank that fails with
+# one of these failed because of a peer, and lets that peer's error be reported.
+_PEER_LOSS_MARKERS = ("socket closed", "connection reset", "connection refused", "broken pipe")
 # Probe windows the driver checks the TensorFlow rebuild against stay under this size.
 _PROBE_BYTES = 4 << 20
+_POLL_SECONDS = 0.02
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -89,18 +89,51 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
 
 
-class PeerLostError(RuntimeError):
-    """A collective failed because another rank is gone (it failed, or was killed)."""
+def _without_tensorflow() -> None:
+    """Make ``import tensorflow`` and ``import sklearn`` fail in this process, before Keras is imported.
+
+    Keras' serializer asks whether TensorFlow is importable (to recognise its
+    ``TensorShape``) when a ``Bidirectional`` layer is built or a model saved,
+    and Keras imports scikit-learn for its wrappers; both cost seconds of
+    start-up (TensorFlow also hundreds of MB) on a JAX rank that uses
+    neither, and Keras does without them. This process runs nothing but the rank.
+    """
+    for name in ("tensorflow", "sklearn"):
+        sys.modules.setdefault(name, None)
+
+
+class _Peers:
+    """This rank's ring (:mod:`~skol_spark.fit.distributed.ring`), connected in a thread from the start."""
+
+    def __init__(self, spec: dict) -> None:
+        from skol_spark.fit.distributed.ring import Ring
+
+        self._ring: Any = None
+        self._failure: BaseException | None = None
+
+        def connect() -> None:
+            try:
+                self._ring = Ring(spec["rank"], spec["peers"], spec["token"], spec["timeout_seconds"])
+            except BaseException as exc:  # noqa: BLE001 - raised where the ring is first needed
+                self._failure = exc
+
+        self._thread = threading.Thread(target=connect, daemon=True, name="ring-connect")
+        self._thread.start()
+
+    @property
+    def ring(self) -> Any:
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+        return self._ring
+
+
+_PEERS: _Peers | None = None
 
 
 def _allgather(values: np.ndarray) -> np.ndarray:
     """``values`` of every rank, stacked by rank (a collective: every rank must call it)."""
-    from jax.experimental import multihost_utils
-
-    try:
-        return np.asarray(multihost_utils.process_allgather(np.asarray(values), tiled=False))
-    except Exception as exc:  # noqa: BLE001 - JAX raises RuntimeError or XlaRuntimeError here
-        raise PeerLostError(f"an all-gather with the other ranks failed ({exc})") from exc
+    return _PEERS.ring.allgather(np.asarray(values))
 
 
 def _lost_a_peer(exc: BaseException) -> bool:
@@ -115,27 +148,20 @@ def _lost_a_peer(exc: BaseException) -> bool:
 
 
 def _digest(weights: list[Any]) -> int:
-    """CRC-32 of the weights' bytes: equal on every rank after every synchronised step."""
+    """CRC-32 of the weights' bytes."""
     crc = 0
     for w in weights:
         crc = zlib.crc32(np.ascontiguousarray(w).tobytes(), crc)
     return crc
 
 
-def _sync(trainer: Any) -> None:
-    """Write the JAX trainer's state back into the variables (Keras keeps it apart during fit)."""
-    sync = getattr(trainer, "jax_state_sync", None)
-    if sync is not None:
-        sync()
-
-
-def _local_arrays(model: Any) -> list[np.ndarray]:
-    """This rank's copy of the (replicated) variables, without any collective."""
-    out = []
-    for v in model.weights:
-        value = v.value
-        out.append(np.asarray(value.addressable_data(0)) if hasattr(value, "addressable_data") else np.asarray(value))
-    return out
+def _wait_for(workdir: Path, *names: str) -> str:
+    """Block until one of ``names`` exists in ``workdir``; the first found."""
+    while True:
+        for name in names:
+            if (workdir / name).exists():
+                return name
+        time.sleep(_POLL_SECONDS)
 
 
 def _load_rows(workdir: Path, spec: dict) -> Any:
@@ -144,6 +170,7 @@ def _load_rows(workdir: Path, spec: dict) -> Any:
 
     from skol_spark.fit.training_data import rows_from_batches
 
+    _wait_for(workdir, ROWS_DONE)
     path = workdir / ROWS
     if not path.exists() or path.stat().st_size == 0:
         return None
@@ -156,19 +183,25 @@ def _load_rows(workdir: Path, spec: dict) -> Any:
         )
 
 
-def _empty_data(width: int) -> Any:
+def _empty_data(width: int, sparse: bool) -> Any:
     from skol_spark.fit.training_data import FeatureRows, TrainingData
 
-    return TrainingData(FeatureRows.from_dense(np.zeros((0, width), np.float32)), np.zeros(0, np.int32),
-                        np.zeros(0, np.int64))
+    empty = np.zeros(0, np.int64)
+    if sparse:
+        csr = (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
+        features = FeatureRows(empty, width, csr=csr)
+    else:
+        features = FeatureRows.from_dense(np.zeros((0, width), np.float32))
+    return TrainingData(features, np.zeros(0, np.int32), empty)
 
 
-def _agree(data: Any, num_classes: int, windows: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray]:
-    """One all-gather: the feature width all ranks saw, the class counts summed over ranks, and every
-    rank's (training, validation) window counts ``(ranks, 2)``."""
+def _agree(data: Any, num_classes: int, windows: tuple[int, int]) -> tuple[int, bool, np.ndarray, np.ndarray]:
+    """One all-gather: the feature width all ranks saw, whether every rank with rows stores them sparse,
+    the class counts summed over ranks, and every rank's (training, validation) window counts ``(ranks, 2)``."""
     width = -1 if data is None else data.num_features
+    storage = -1 if data is None else int(bool(getattr(data.features, "is_sparse", False)))
     counts = np.zeros(num_classes, np.int64) if data is None else np.bincount(data.labels, minlength=num_classes)
-    gathered = _allgather(np.concatenate([[width], counts, windows]).astype(np.int64))
+    gathered = _allgather(np.concatenate([[width, storage], counts, windows]).astype(np.int64))
     widths = sorted({int(w) for w in gathered[:, 0] if w >= 0})
     if not widths:
         raise ValueError("Every worker received no training rows; nothing to fit on.")
@@ -176,221 +209,184 @@ def _agree(data: Any, num_classes: int, windows: tuple[int, int]) -> tuple[int, 
         raise ValueError(
             f"feature rows have different lengths across workers (from {widths[0]} to {widths[-1]})"
         )
-    return widths[0], gathered[:, 1 : 1 + num_classes].sum(axis=0), gathered[:, 1 + num_classes :]
+    sparse = bool((gathered[:, 1] == 1).any() and not (gathered[:, 1] == 0).any())
+    return widths[0], sparse, gathered[:, 2 : 2 + num_classes].sum(axis=0), gathered[:, 2 + num_classes :]
 
 
-def _batches_class():
-    from skol_spark.fit.training import _WindowBatches
+class _Programs:
+    """The network for one feature width and storage, its members and their compiled programs."""
 
-    class EqualSteps(_WindowBatches):
-        """Exactly ``steps`` batches of ``batch_size`` windows; windows past this rank's own are fully masked."""
+    def __init__(self, config: Any, width: int, sparse: bool, local_batch: int, collective: Any, rank: int,
+                 clock: Any):
+        from skol_spark.fit.distributed.sparse_steps import RowSparseStep
+        from skol_spark.fit.distributed.steps import DenseStep, Forward
+        from skol_spark.fit.training import new_network
+        from skol_spark.nn.network import ensemble_members
+        from skol_spark.nn.projection import split_network
 
-        def __init__(self, data, starts, lengths, window, batch_size, steps, seed=None):
-            super().__init__(data, starts, lengths, window, batch_size, seed)
-            self.steps = steps
+        self.width, self.sparse = width, sparse
+        self.network = new_network(config, width)
+        self.members = ensemble_members(self.network)
+        if sparse and split_network(self.members[0]) is not None:
+            self.step = RowSparseStep(
+                self.members[0], config.learning_rate, collective, rank, config.window_size, local_batch
+            )
+        else:  # dense rows, or sparse rows densified batch by batch for a network without projection
+            self.step = DenseStep(self.members[0], config.learning_rate, collective, rank)
+        self.description = "whole-network steps on dense windows"
+        self.forward = Forward(self.members[0], config.predict_batch_size, collective)
+        clock.mark("network")
+        if isinstance(self.step, DenseStep):
+            self.step.warm_up((local_batch, config.window_size, width), config.num_classes)
+        else:
+            self.step.warm_up(config.num_classes)
+        clock.mark("step_compiled")
+        self.forward.warm_up(self.step.state(self.members[0]))
+        clock.mark("forward_compiled")
 
-        def __len__(self) -> int:
-            return self.steps
+    def configure_sparse(self, data: Any, windows: tuple, local_batch: int, spec: dict) -> None:
+        """Fix a row-sparse step's padded shapes (agreed by all ranks) and its kernel exchange."""
+        from skol_spark.fit.distributed.sparse_steps import choose_exchange, sparse_bounds
 
-        def __getitem__(self, i: int):
-            inputs, y, weight = super().__getitem__(i) if i * self.batch_size < len(self.starts) else (None, None, None)
-            missing = self.batch_size - (0 if y is None else len(y))
-            if not missing:
-                return inputs, y, weight
-            from skol_spark.nn.network import FEATURES_INPUT, MASK_INPUT
-
-            w, d = self.window, self.data.num_features
-            pad = {FEATURES_INPUT: np.zeros((missing, w, d), np.float32), MASK_INPUT: np.zeros((missing, w), bool)}
-            if inputs is None:
-                return pad, np.zeros((missing, w), np.int32), np.zeros((missing, w), np.float32)
-            inputs = {k: np.concatenate([inputs[k], pad[k]]) for k in (FEATURES_INPUT, MASK_INPUT)}
-            return (inputs, np.concatenate([y, np.zeros((missing, w), y.dtype)]),
-                    np.concatenate([weight, np.zeros((missing, w), weight.dtype)]))
-
-    return EqualSteps
-
-
-def _callbacks(network: Any, eval_network: Any, data: Any, split: Any, config: Any, spec_progress: Any):
-    import keras
-
-    from skol_spark.core.thresholds import macro_f1
-    from skol_spark.fit.training import _validation_forward, block_probabilities
-
-    class StepDigests(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.digests: list[int] = []
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            _sync(self.model)
-            self.digests.append(_digest(_local_arrays(network)))
-
-    class GlobalValidation(keras.callbacks.Callback):
-        """Validation macro-F1 over the validation rows of all ranks (confusion matrices summed)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.rows = None
-            if split.has_validation:
-                rows = split.val_rows
-                self.rows = (rows, data.labels[rows], split.val_lengths)
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            k = config.num_classes
-            confusion = np.zeros((k, k), np.int64)
-            if self.rows is not None:
-                rows, labels, lengths = self.rows
-                _sync(self.model)
-                eval_network.set_weights(_local_arrays(network))
-                probs = block_probabilities(_validation_forward(eval_network), data.features, rows, lengths, config)
-                confusion = np.bincount(labels * k + probs.argmax(axis=1), minlength=k * k).reshape(k, k)
-            total = _allgather(confusion.ravel()).sum(axis=0).reshape(k, k)
-            if logs is not None and total.sum():
-                cells = np.arange(k * k)  # every rank's validation positions, as (truth, prediction) pairs
-                truth, predicted = np.repeat(cells // k, total.ravel()), np.repeat(cells % k, total.ravel())
-                logs["val_macro_f1"], logs["val_accuracy"] = macro_f1(truth, predicted, k)
-
-    class Progress(keras.callbacks.Callback):
-        """Rank 0 sends one line per epoch to the driver's listener, when there is one it can reach."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.channel = None
-            self.target = spec_progress
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            line = json.dumps({"epoch": epoch, "logs": {k: float(v) for k, v in (logs or {}).items()}})
-            print("epoch " + line, flush=True)  # this rank's log (in an error's tail)
-            if self.target is None:
-                return
-            try:
-                if self.channel is None:
-                    host, port = self.target["address"].rsplit(":", 1)
-                    self.channel = socket.create_connection((host, int(port)), timeout=10)
-                    self.channel.sendall((self.target["token"] + "\n").encode())
-                self.channel.sendall((line + "\n").encode())
-            except OSError:
-                self.target = None  # the history still reaches the driver with the result
-
-        def on_train_end(self, logs: dict | None = None) -> None:
-            if self.channel is not None:
-                self.channel.close()
-
-    return StepDigests(), GlobalValidation(), Progress()
+        if not hasattr(self.step, "configure"):
+            return
+        bounds = _allgather(np.array(sparse_bounds(data, *windows, local_batch), np.int64)).max(axis=0)
+        columns = int(bounds[1])
+        exchange = spec.get("row_sparse_exchange") or choose_exchange(
+            spec["num_workers"], columns, self.width, self.step.units
+        )
+        self.step.configure((int(bounds[0]), columns), exchange)
+        self.description = (
+            f"row-sparse steps (up to {int(bounds[0])} values and {columns} columns a batch; kernel rows "
+            f"exchanged by {'all-gather' if exchange == 'gather' else 'dense all-reduce'})"
+        )
 
 
-def train(workdir: Path, spec: dict) -> None:
+def train(workdir: Path, spec: dict, clock: Any) -> None:
     """Train this rank's share; rank 0 writes the result files."""
     import dataclasses
 
-    import keras
-
     from skol_spark.core.class_weights import resolve_class_weights
-    from skol_spark.core.windows import gather_windows, window_index
-    from skol_spark.fit.training import (
-        TrainingConfig,
-        _BestEpoch,
-        compile_trainer,
-        new_network,
-        split_validation,
-    )
-    from skol_spark.nn.trained_network import TrainedNetwork, weights_from_bytes
+    from skol_spark.fit.distributed.rank import RankRun, train_members
+    from skol_spark.fit.distributed.steps import Collective
+    from skol_spark.fit.training import TrainingConfig, split_validation
+    from skol_spark.nn.network import set_ensemble_weights
+    from skol_spark.nn.trained_network import weights_from_bytes
 
-    rank, num_workers = spec["rank"], spec["num_workers"]
-    labels = spec["labels"]
-    data = _load_rows(workdir, spec)
-    fraction, seed = spec["config"]["validation_fraction"], spec["config"]["seed"]
-    window = spec["config"]["window_size"]
-    doc_lengths = np.zeros(0, np.int64) if data is None else data.doc_lengths
-    # Validation rows: segments of this rank's documents, drawn with the fit's fraction and a per-rank seed.
-    split = split_validation(doc_lengths, fraction, seed + rank, window)
-    train_windows, val_windows = split.windows(False, window), split.windows(True, window)
-    width, counts, windows = _agree(data, len(labels), (len(train_windows[0]), len(val_windows[0])))
-    if data is None:
-        data = _empty_data(width)
-    class_weights = resolve_class_weights(
-        counts.tolist(), labels, spec["weight_strategy"], spec["class_weights"], spec["effective_number_beta"]
-    )
+    rank, num_workers, labels = spec["rank"], spec["num_workers"], spec["labels"]
+    collective = Collective(lambda: _PEERS.ring)
     initial = None
     if (workdir / INITIAL).exists():
         initial = weights_from_bytes((workdir / INITIAL).read_bytes())
     config = dataclasses.replace(
-        TrainingConfig(**spec["config"]), class_weights=class_weights, initial_weights=initial
+        TrainingConfig(**spec["config"]), class_weights=[1.0] * len(labels), initial_weights=initial
     )
     local_batch = math.ceil(config.batch_size / num_workers)
-    train_steps = max(1, math.ceil(int(windows[:, 0].max()) / local_batch))
-    val_steps = math.ceil(int(windows[:, 1].max()) / local_batch)
+    programs = None
+    if _wait_for(workdir, HINT, ROWS_DONE) == HINT:  # compiled while the task still writes the rows
+        hint = json.loads((workdir / HINT).read_text())
+        programs = _Programs(config, hint["width"], hint["sparse"], local_batch, collective, rank, clock)
+    data = _load_rows(workdir, spec)
+    clock.mark("rows_loaded")
+    window, seed = config.window_size, config.seed
+    doc_lengths = np.zeros(0, np.int64) if data is None else data.doc_lengths
+    # Validation rows: segments of this rank's documents, drawn with the fit's fraction and a per-rank seed.
+    split = split_validation(doc_lengths, config.validation_fraction, seed + rank, window)
+    train_windows, val_windows = split.windows(False, window), split.windows(True, window)
+    width, sparse, counts, windows = _agree(data, len(labels), (len(train_windows[0]), len(val_windows[0])))
+    clock.mark("agreed")
+    if data is None:
+        data = _empty_data(width, sparse)
+    class_weights = resolve_class_weights(
+        counts.tolist(), labels, spec["weight_strategy"], spec["class_weights"], spec["effective_number_beta"]
+    )
+    config = dataclasses.replace(config, class_weights=class_weights)
+    if programs is None or programs.width != width or programs.sparse != sparse:
+        programs = _Programs(config, width, sparse, local_batch, collective, rank, clock)
+    programs.configure_sparse(data, train_windows, local_batch, spec)
+    run = RankRun(
+        data=data, split=split, config=config, rank=rank,
+        steps=max(1, math.ceil(int(windows[:, 0].max()) / local_batch)), local_batch=local_batch,
+        class_weights=collective.put(np.asarray(class_weights, np.float32)), collective=collective,
+        allgather=_allgather, validating=bool(windows[:, 1].max()),
+        progress=spec.get("progress") if rank == 0 else None, clock=clock,
+    )
+    history = train_members(run, programs.step, programs.forward, programs.members)
+    clock.mark("trained")
+    if len(programs.members) > 1:
+        set_ensemble_weights(programs.network, programs.members)
+    channel = (run.progress or {}).get("channel")
+    if channel is not None:
+        channel.close()
+    steps = np.array([int(d) for d in np.asarray(run.digests, np.uint32)] + [_digest(programs.network.get_weights())])
+    all_digests = _allgather(steps.astype(np.int64))
+    timings = _allgather(np.array(_step_times(clock), np.float32))
+    print("phases " + json.dumps(clock.phases), flush=True)  # this rank's log
+    if rank == 0:
+        _write_result(workdir, programs, data, doc_lengths, config, {
+            "history": history,
+            "class_weights": class_weights,
+            "counts": counts.tolist(),
+            "num_features": width,
+            "digests": all_digests.tolist(),
+            "steps_per_epoch": run.steps,
+            "local_batch": local_batch,
+            "all_reduce_floats": programs.step.size,
+            "steps": programs.description,
+            "timings": {**clock.summary(), "ranks_step_ms": timings.tolist()},
+        }, clock)
 
-    eval_network = new_network(config, width)  # a plain local copy, for validation forwards
-    keras.distribution.set_distribution(
-        keras.distribution.DataParallel(devices=__import__("jax").devices(), auto_shard_dataset=False)
-    )
-    network = new_network(config, width)
-    trainer = compile_trainer(network, config)
-    batches = _batches_class()
-    train = batches(data, *train_windows, config.window_size, local_batch, train_steps, seed=config.seed + rank)
-    validation = None
-    if val_steps:
-        validation = batches(data, *val_windows, config.window_size, local_batch, val_steps)
-    digests, global_validation, progress = _callbacks(
-        network, eval_network, data, split, config, spec.get("progress") if rank == 0 else None
-    )
-    callbacks = [digests, progress]
-    if val_steps:
-        callbacks = [digests, global_validation, progress]
-        if config.early_stopping_patience > 0:
-            callbacks.append(_BestEpoch(config.early_stopping_patience))
-    history = trainer.fit(
-        train, validation_data=validation, epochs=config.epochs, verbose=0, callbacks=callbacks, shuffle=False
-    )
-    clean = {k: [float(v) for v in values] for k, values in history.history.items()}
-    if isinstance(callbacks[-1], _BestEpoch):
-        clean["best_epoch"] = [float(callbacks[-1].best_epoch)]
-    final = _local_arrays(network)
-    all_digests = _allgather(np.array(digests.digests + [_digest(final)], np.int64))
-    if rank != 0:
-        return
-    trained = TrainedNetwork.from_keras(network)
+
+def _step_times(clock: Any) -> list[float]:
+    """This rank's median step parts in ms: compute, all-reduce, update (NaN when never timed)."""
+    parts = clock.summary()["step_ms"]
+    return [parts.get(k, math.nan) for k in ("compute", "all-reduce", "update")]
+
+
+def _write_result(workdir: Path, programs: _Programs, data: Any, doc_lengths: np.ndarray, config: Any,
+                  meta: dict, clock: Any) -> None:
+    from skol_spark.core.windows import gather_windows, window_index
+    from skol_spark.nn.trained_network import TrainedNetwork
+
+    trained = TrainedNetwork.from_keras(programs.network)
     (workdir / RESULT_WEIGHTS).write_bytes(trained.weights)
-    per_window = 4 * config.window_size * width
+    window, width = config.window_size, programs.width
     starts, lengths, _ = window_index(doc_lengths, window, window)  # probe windows: the first of rank 0's rows
-    probe_count = int(min(8, max(1, _PROBE_BYTES // max(1, per_window)), len(starts)))
+    probe_count = int(min(8, max(1, _PROBE_BYTES // max(1, 4 * window * width)), len(starts)))
     if probe_count:
-        eval_network.set_weights(final)
-        x, mask, _ = gather_windows(data.features, starts[:probe_count], lengths[:probe_count], config.window_size)
-        probs = keras.ops.convert_to_numpy(eval_network([x, mask], training=False))
-        np.savez(workdir / PROBE, x=x, mask=mask, probs=probs)
-    meta = {
-        "architecture": trained.architecture,
-        "history": clean,
-        "class_weights": class_weights,
-        "counts": counts.tolist(),
-        "num_features": width,
-        "digests": all_digests.tolist(),
-        "steps_per_epoch": train_steps,
-        "local_batch": local_batch,
-    }
-    (workdir / RESULT_META).write_text(json.dumps(meta))
+        x, mask, _ = gather_windows(data.features, starts[:probe_count], lengths[:probe_count], window)
+        forward, probs = programs.forward, []
+        for member in programs.members:  # an ensemble's output is its members' mean
+            forward.use(programs.step.state(member))
+            inputs = x
+            if forward.projection is not None:
+                inputs = forward.projection(x.reshape(-1, width)).reshape(len(x), window, -1)
+            probs.append(forward(inputs, mask))
+        np.savez(workdir / PROBE, x=x, mask=mask, probs=np.mean(probs, axis=0))
+    clock.mark("result")
+    meta["timings"]["phases"] = clock.phases
+    (workdir / RESULT_META).write_text(json.dumps({"architecture": trained.architecture, **meta}))
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
+    global _PEERS
     workdir = Path(argv[1])
     spec = json.loads((workdir / SPEC).read_text())
     _die_with_parent(spec["parent_pid"])
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
-    try:
-        import jax
+    from skol_spark.fit.distributed.rank import Clock
 
-        jax.distributed.initialize(
-            coordinator_address=spec["coordinator"],
-            num_processes=spec["num_workers"],
-            process_id=spec["rank"],
-            cluster_detection_method="deactivate",
-            initialization_timeout=spec["timeout_seconds"],
-            heartbeat_timeout_seconds=spec["heartbeat_seconds"],
-            shutdown_timeout_seconds=spec["shutdown_seconds"],
-        )
-        train(workdir, spec)
+    clock = Clock(spec["driver_started"])
+    clock.phases["task"] = spec["task_started"]
+    clock.mark("process")
+    try:
+        _PEERS = _Peers(spec)
+        _without_tensorflow()
+        import jax  # noqa: F401 - imported here, so that the phase below is what imports cost
+        import keras  # noqa: F401
+
+        clock.mark("imports")
+        train(workdir, spec, clock)
     except BaseException as exc:  # noqa: BLE001 - reported to the task, which fails the stage with it
         if _lost_a_peer(exc):
             (workdir / PEER_LOST).touch()
@@ -398,9 +394,10 @@ def main(argv: list[str]) -> int:
             f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(exc))[-6000:]
         )
         sys.stdout.flush()
-        os._exit(1)  # not sys.exit: JAX's exit hook would wait for the other ranks at a shutdown barrier
-    return 0
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)  # the results are written; tearing down the interpreter's JAX and Keras state takes seconds
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    main(sys.argv)

@@ -1,0 +1,176 @@
+"""The ranks' collectives: a ring of TCP connections, in numpy.
+
+Each rank connects to the next (``rank + 1 mod N``) and accepts the previous
+one; every connection first sends the fit's random token, and a connection
+without it is dropped. :meth:`Ring.allreduce` is the bandwidth-optimal ring
+all-reduce: a reduce-scatter and an all-gather of ``N`` chunks, ``2 (N - 1)``
+steps, each rank sending ``2 (N - 1) / N`` of the vector. Each chunk is
+summed once, along the ring, and then copied to every rank, so all ranks
+hold bitwise-equal sums: equal updates keep the weights equal without a
+broadcast. :meth:`Ring.allgather` passes every rank's block around the ring.
+
+A peer that goes away (its process failed or was killed) closes its
+connections: the next send or receive raises :class:`PeerLostError` at once.
+
+JAX's own multi-process runtime (``jax.distributed``) was not used: its
+compilation cache is written by process 0 only, so every other rank
+recompiled the step programs at every fit, and its start needs all ranks to
+join a coordination service first.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from queue import Queue
+
+import numpy as np
+
+__all__ = ["PeerLostError", "Ring", "free_port"]
+
+_TOKEN_BYTES = 32
+
+
+def free_port(host: str = "") -> int:
+    """A port free on ``host`` now, for a rank to listen on."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class PeerLostError(RuntimeError):
+    """A collective failed because another rank is gone (it failed, or was killed)."""
+
+
+def _recv_exactly(connection: socket.socket, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = connection.recv_into(view[got:])
+        if n == 0:
+            raise PeerLostError("the previous rank closed its connection")
+        got += n
+
+
+class Ring:
+    """This rank's place in the ring of ``len(peers)`` ranks (``peers``: every rank's ``host:port``)."""
+
+    def __init__(self, rank: int, peers: list[str], token: str, timeout: float = 600.0):
+        self.rank, self.size = rank, len(peers)
+        self._sender: socket.socket | None = None
+        self._receiver: socket.socket | None = None
+        self._outbox: Queue = Queue()
+        self._sent: Queue = Queue()
+        if self.size == 1:
+            return
+        secret = token.encode()[:_TOKEN_BYTES].ljust(_TOKEN_BYTES, b"\0")
+        port = int(peers[rank].rsplit(":", 1)[1])
+        server = socket.create_server(("", port), reuse_port=False)
+        server.settimeout(timeout)
+        accepted: list[socket.socket] = []
+        failures: list[BaseException] = []
+
+        def accept() -> None:
+            try:
+                while not accepted:
+                    connection, _ = server.accept()
+                    connection.settimeout(timeout)
+                    received = bytearray(_TOKEN_BYTES)
+                    try:
+                        _recv_exactly(connection, memoryview(received))
+                    except (OSError, PeerLostError):
+                        connection.close()
+                        continue
+                    if bytes(received) != secret:
+                        connection.close()  # not one of this fit's ranks
+                        continue
+                    connection.settimeout(None)
+                    accepted.append(connection)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        acceptor = threading.Thread(target=accept, daemon=True, name="ring-accept")
+        acceptor.start()
+        try:
+            self._sender = self._connect(peers[(rank + 1) % self.size], secret, timeout)
+            acceptor.join(timeout)
+        finally:
+            server.close()
+        if failures or not accepted:
+            raise PeerLostError(f"rank {(rank - 1) % self.size} did not connect ({failures[:1] or 'timed out'})")
+        self._receiver = accepted[0]
+        for s in (self._sender, self._receiver):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._send_loop, daemon=True, name="ring-send").start()
+
+    @staticmethod
+    def _connect(address: str, secret: bytes, timeout: float) -> socket.socket:
+        host, port = address.rsplit(":", 1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                connection = socket.create_connection((host, int(port)), timeout=10)
+                connection.sendall(secret)
+                connection.settimeout(None)
+                return connection
+            except OSError as exc:  # the next rank is not listening yet
+                if time.monotonic() > deadline:
+                    raise PeerLostError(f"could not connect to the next rank at {address} ({exc})") from exc
+                time.sleep(0.05)
+
+    def _send_loop(self) -> None:
+        while True:
+            data = self._outbox.get()
+            if data is None:
+                return
+            try:
+                self._sender.sendall(data)
+                self._sent.put(None)
+            except OSError as exc:
+                self._sent.put(exc)
+
+    def _exchange(self, outgoing: memoryview, incoming: memoryview) -> None:
+        """Send ``outgoing`` to the next rank while receiving ``incoming`` from the previous one."""
+        self._outbox.put(outgoing)
+        try:
+            _recv_exactly(self._receiver, incoming)
+        except OSError as exc:
+            raise PeerLostError(f"receiving from the previous rank failed ({exc})") from exc
+        failure = self._sent.get()
+        if failure is not None:
+            raise PeerLostError(f"sending to the next rank failed ({failure})")
+
+    def allreduce(self, values: np.ndarray) -> np.ndarray:
+        """The sum over ranks of each rank's 1-D float32 ``values`` (bitwise equal on every rank)."""
+        out = np.array(values, dtype=np.float32, copy=True).ravel()
+        n = self.size
+        if n == 1:
+            return out
+        bounds = np.linspace(0, len(out), n + 1).astype(np.int64)
+        chunk = [out[bounds[i] : bounds[i + 1]] for i in range(n)]
+        incoming = np.empty(int(np.diff(bounds).max()), np.float32)
+        for s in range(n - 1):  # reduce-scatter: rank r ends with the whole sum of chunk r + 1
+            send, recv = chunk[(self.rank - s) % n], chunk[(self.rank - s - 1) % n]
+            buffer = incoming[: len(recv)]
+            self._exchange(memoryview(send).cast("B"), memoryview(buffer).cast("B"))
+            recv += buffer
+        for s in range(n - 1):  # all-gather: pass the summed chunks on
+            send, recv = chunk[(self.rank + 1 - s) % n], chunk[(self.rank - s) % n]
+            self._exchange(memoryview(send).cast("B"), memoryview(recv).cast("B"))
+        return out
+
+    def allgather(self, values: np.ndarray) -> np.ndarray:
+        """Every rank's ``values`` (same shape and dtype on every rank), stacked by rank."""
+        values = np.ascontiguousarray(values)
+        out = np.empty((self.size, *values.shape), values.dtype)
+        out[self.rank] = values
+        for s in range(self.size - 1):
+            send, recv = out[(self.rank - s) % self.size], out[(self.rank - s - 1) % self.size]
+            self._exchange(memoryview(send).cast("B"), memoryview(recv).cast("B"))
+        return out
+
+    def close(self) -> None:
+        self._outbox.put(None)
+        for s in (self._sender, self._receiver):
+            if s is not None:
+                s.close()
