@@ -1,6 +1,9 @@
 """Structured Streaming: fit and transform refuse a stream with their own error; foreachBatch labels
 a file source like a batch transform; CompleteDocumentsLabeler holds split documents back until whole."""
 
+import os
+import time
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,10 +34,14 @@ def documents(lengths: dict[str, int], seed: int = 0) -> pa.Table:
 
 
 def write_files(directory, tables: list[pa.Table]) -> None:
-    """One Parquet file per table, in name order (the file source's order)."""
+    """One Parquet file per table, each modified a second after the one before: the file source
+    takes files in modification-time order, and files written within one clock tick tie."""
     directory.mkdir(parents=True, exist_ok=True)
+    first = time.time() - len(tables)
     for k, table in enumerate(tables):
-        pq.write_table(table, directory / f"part-{k:03d}.parquet")
+        path = directory / f"part-{k:03d}.parquet"
+        pq.write_table(table, path)
+        os.utime(path, (first + k, first + k))
 
 
 def pieces(table: pa.Table, cuts: list[tuple[str, int, int]]) -> pa.Table:
