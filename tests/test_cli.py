@@ -394,6 +394,20 @@ def test_import_skol_spark_is_light():
     assert done.stdout.strip() == "[]", done.stderr
 
 
+def test_the_stages_and_the_command_line_parser_import_without_keras():
+    """TensorFlow prints its start-up lines when imported: the CLI silences them first, so nothing
+    before a network is built may import it."""
+    code = (
+        "import sys\n"
+        "import skol_spark.stages.classifier, skol_spark.stages.model, skol_spark.skol.journals\n"
+        "from skol_spark.cli.main import build_parser\n"
+        "build_parser('skol-spark').parse_args(['train', '--input', 'x', '--model', 'y'])\n"
+        "print(sorted({'keras', 'tensorflow'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env())
+    assert done.stdout.strip() == "[]", done.stderr
+
+
 @pytest.mark.slow
 def test_spark_submit_runs_the_job_file_with_its_master(spark, features_parquet, tmp_path):
     import pyspark

@@ -74,6 +74,8 @@ from conftest import small_model
 from skol_spark import BiLSTMClassifier
 from skol_spark.skol.datasets import make_synthetic_documents
 
+os.environ["PYSPARK_PYTHON"] = {python!r}  # importing conftest pointed it at the test's interpreter
+
 spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
 spark.sparkContext.setLogLevel("OFF")
 df = make_synthetic_documents(spark, num_docs=4, mean_length=20, num_features=8).cache()
@@ -100,7 +102,7 @@ def test_local_workers_without_skol_spark_fail_transform_and_fit_with_skol_spark
     python = python_without_skol_spark(tmp_path)
     env = {**_env(), "PYSPARK_PYTHON": str(python), "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
-        [sys.executable, "-c", _JOB.format(tests=str(ROOT / "tests"))], capture_output=True, text=True,
+        [sys.executable, "-c", _JOB.format(tests=str(ROOT / "tests"), python=str(python))], capture_output=True, text=True,
         cwd=tmp_path, env=env, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-4000:]

@@ -129,7 +129,6 @@ def _gru_network():
     return keras.Model([features, mask], out)
 
 
-@pytest.mark.core
 def test_a_network_with_a_layer_it_does_not_translate_falls_back_with_one_warning(engine_warnings):
     net = _gru_network()
     with pytest.raises(UnsupportedNetworkError, match="Bidirectional over GRU"):

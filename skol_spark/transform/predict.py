@@ -30,7 +30,6 @@ from skol_spark.core.devices import device_scope, task_device
 from skol_spark.core.thresholds import predict_with_thresholds
 from skol_spark.core.vectors import dense_features
 from skol_spark.core.windows import accumulate_windows, document_lengths, stream_windows
-from skol_spark.nn.fast_forward import select_forward
 from skol_spark.nn.trained_network import TrainedNetwork
 
 __all__ = ["PredictSpec", "label_rows", "label_partition", "get_network", "build_count"]
@@ -112,6 +111,8 @@ def get_network(
             _cache.move_to_end(key)
             return forward
     with device_scope(device):
+        from skol_spark.nn.fast_forward import select_forward  # imports Keras: only where a network runs
+
         forward, reason = select_forward(network.rebuild(), device, engine, threads)
     if reason is not None:
         logger.warning(
