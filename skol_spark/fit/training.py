@@ -128,18 +128,13 @@ class _EpochLog(keras.callbacks.Callback):
         super().__init__()
         self.network, self.data, self.config = network, data, config
         self.progress, self.member = progress, member
-        self.val = self.forward = None
-        if split.has_validation:
-            rows = split.val_rows
-            self.val = (rows, data.labels[rows], split.val_lengths)
+        self.split, self.forward = split, None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
-        if self.val is not None:
-            rows, labels, lengths = self.val
+        if self.split.has_validation:
             self.forward = self.forward or _validation_forward(self.network)
-            probs = block_probabilities(self.forward, self.data.features, rows, lengths, self.config)
-            f1, accuracy = macro_f1(labels, probs.argmax(axis=1), self.config.num_classes)
+            f1, accuracy = _validation_scores(self.forward, self.data, self.split, self.config)
             logs["val_macro_f1"], logs["val_accuracy"] = f1, accuracy
         self.progress.epoch(epoch, logs, network=self.member)
 
@@ -191,6 +186,20 @@ class _BestEpoch(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.tracker.best_weights is not None:
             self.model.set_weights(self.tracker.best_weights)
+
+
+def _validation_probabilities(
+    forward, data: TrainingData, split: ValidationSplit, config: TrainingConfig, rows: np.ndarray
+) -> np.ndarray:
+    """Probabilities of ``split``'s validation ``rows``, each validation run labeled as a document."""
+    return block_probabilities(forward, data.features, rows, split.val_lengths, config)
+
+
+def _validation_scores(forward, data: TrainingData, split: ValidationSplit, config: TrainingConfig):
+    """(macro-F1, accuracy) of the argmax on ``split``'s validation rows."""
+    rows = split.val_rows
+    probs = _validation_probabilities(forward, data, split, config, rows)
+    return macro_f1(data.labels[rows], probs.argmax(axis=1), config.num_classes)
 
 
 def _validation_forward(network: keras.Model):
@@ -335,7 +344,7 @@ def validation_thresholds(
         logger.warning("thresholds not tuned: %d training rows leave none for validation", len(data.labels))
         return None
     rows = split.val_rows
-    probs = block_probabilities(_validation_forward(network), data.features, rows, split.val_lengths, config)
+    probs = _validation_probabilities(_validation_forward(network), data, split, config, rows)
     thresholds, before, after = tune_thresholds(probs, data.labels[rows], config.num_classes)
     logger.info(
         "thresholds tuned on %d validation positions (%d runs from %d documents): %s; "
@@ -416,9 +425,7 @@ def train_network(
     if best:
         history["best_epoch"] = best
     if split.has_validation:
-        rows = split.val_rows
-        probs = block_probabilities(_validation_forward(network), data.features, rows, split.val_lengths, config)
-        score = macro_f1(data.labels[rows], probs.argmax(axis=1), config.num_classes)[0]
+        score = _validation_scores(_validation_forward(network), data, split, config)[0]
         history["ensemble_val_macro_f1"] = [score]
         progress.line(f"ensemble of {len(members)}: val_macro_f1 {score:.4f}")
     return network, history
