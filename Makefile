@@ -32,8 +32,9 @@ install: $(STAMP)
 demo: $(DEMO_STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark demo
 
-# Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md).
-PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2
+# Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md); an idle one
+# takes queued tests from the other (worksteal), so one long test does not leave a core idle.
+PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 --dist worksteal
 
 test: $(STAMP)
 	$(PYTEST) -m "not slow"
@@ -78,7 +79,7 @@ CORE_TESTS := tests/test_compat.py tests/test_estimator.py tests/test_invalid.py
 	touch $@
 
 $(addprefix test-,$(PINNED_LEGS)): test-%: .venv-%/.installed
-	PYSPARK_PYTHON=$(abspath .venv-$*/bin/python) .venv-$*/bin/python -m pytest -n 2 -m core $(CORE_TESTS)
+	PYSPARK_PYTHON=$(abspath .venv-$*/bin/python) .venv-$*/bin/python -m pytest -n 2 --dist worksteal -m core $(CORE_TESTS)
 
 clean:
 	rm -rf $(VENV) $(addprefix .venv-,$(PINNED_LEGS)) build dist *.egg-info .pytest_cache

@@ -193,8 +193,8 @@ def test_property_every_row_accounted_for(spark, fitted, seed, doc_lengths, defe
     assert {r.row_id: r.doc_id for r in kept} == {r[3]: r[0] for r in rows}
     skipped = transformed(fitted, df, "skip").select("row_id").collect()
     assert sorted(r.row_id for r in skipped) == sorted(set(range(len(rows))) - bad)
-    with pytest.raises(Exception, match=r"Invalid row in column .* at document"):
-        transformed(fitted, df, "error").select("row_id", "prediction").collect()
+    # "error" on each kind of defect: test_error_names_the_row (a failed task ends its Python
+    # worker, so every example here would start and import a new one).
 
 
 def test_duplicate_rows_only_within_a_document_and_every_such_row():

@@ -49,7 +49,7 @@ def test_small_journal_comparison_runs(spark):
 
     result = compare_on_journals(
         spark, JOURNALS, ["Mycotaxon/Vol117"], ["Mycotaxon/Vol118"], numFeatures=256, max_docs=6,
-        windowSize=20, hiddenSize=8, numLayers=1, epochs=1,
+        windowSize=20, hiddenSize=8, numLayers=1, epochs=1, ensembleSize=1,
     )
     assert result.bilstm.labels == ["Description", "Misc-exposition", "Nomenclature"]
     total = result.bilstm.confusion.sum()
@@ -112,7 +112,7 @@ def test_skol_pipeline_from_text_fits_saves_and_loads(spark, tmp_path):
 
     df, _ = read_yedda(spark, JOURNALS, ["Mycotaxon/Vol117"], unclosed="skip")
     df = with_three_classes(df).filter("doc_id < 'Mycotaxon/Vol117/s13'")
-    model = skol_pipeline(numFeatures=128, windowSize=16, hiddenSize=8, numLayers=1, epochs=1).fit(df)
+    model = skol_pipeline(numFeatures=128, windowSize=16, hiddenSize=8, numLayers=1, epochs=1, ensembleSize=1).fit(df)
     out = model.transform(df)
     assert set(LAYOUT_COLUMNS) <= set(out.columns)
     layout = out.select(*LAYOUT_COLUMNS).first()

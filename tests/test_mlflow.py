@@ -69,7 +69,8 @@ def test_mlflow_spark_round_trip_with_signature_predicts_the_same(tracking, logg
     signature = infer_signature(test_df.limit(5), out.limit(5))
     assert "features" in signature.inputs.input_names() and "probability" in signature.outputs.input_names()
     with mlflow.start_run():
-        info = mlflow.spark.log_model(model, "bilstm", signature=signature)
+        # Requirements given, so MLflow does not load the model in a subprocess to infer them.
+        info = mlflow.spark.log_model(model, "bilstm", signature=signature, pip_requirements=["skol_spark"])
     loaded = mlflow.spark.load_model(info.model_uri)
     assert mlflow.models.get_model_info(info.model_uri).signature == signature
 
