@@ -32,12 +32,13 @@ install: $(STAMP)
 demo: $(DEMO_STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark demo
 
-# Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md); an idle one
-# takes queued tests from the other (worksteal), so one long test does not leave a core idle.
-PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 --dist worksteal
+# Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md).
+PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2
 
+# loadfile: a test file runs in one worker, so its module fixtures (fitted models) are built
+# once, not once in each worker that draws one of its tests.
 test: $(STAMP)
-	$(PYTEST) -m "not slow"
+	$(PYTEST) --dist loadfile -m "not slow"
 
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
@@ -79,7 +80,7 @@ CORE_TESTS := tests/test_compat.py tests/test_estimator.py tests/test_invalid.py
 	touch $@
 
 $(addprefix test-,$(PINNED_LEGS)): test-%: .venv-%/.installed
-	PYSPARK_PYTHON=$(abspath .venv-$*/bin/python) .venv-$*/bin/python -m pytest -n 2 --dist worksteal -m core $(CORE_TESTS)
+	PYSPARK_PYTHON=$(abspath .venv-$*/bin/python) .venv-$*/bin/python -m pytest -n 2 --dist loadfile -m core $(CORE_TESTS)
 
 clean:
 	rm -rf $(VENV) $(addprefix .venv-,$(PINNED_LEGS)) build dist *.egg-info .pytest_cache
