@@ -14,13 +14,11 @@ import logging
 import os
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 from conftest import assert_same_predictions, predictions
-from test_local_cluster import cluster  # noqa: F401 - the local-cluster fixture (python without skol_spark, zip)
 
 from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
 from skol_spark.errors import DistributedTrainingError, ModelRebuildError
@@ -355,25 +353,3 @@ def test_driver_memory_does_not_grow_with_the_training_rows(spark, tiny_params):
         growth[scale] = rss.peak - rss.start
     extra_rows_bytes = 3 * 3000 * WIDE * 4
     assert growth[4] - growth[1] < extra_rows_bytes / 4, growth
-
-
-@pytest.mark.slow
-def test_local_cluster_two_executors_with_py_files(cluster):
-    """local-cluster[2,1,1024]: one core per executor, so the two barrier tasks (and their JAX
-    processes) run under two executor JVMs; skol_spark reaches them only as a --py-files zip."""
-    import json
-    import subprocess
-
-    archive, home, env, tmp_path = cluster
-    out, script = tmp_path / "distributed.json", Path(__file__).with_name("cluster_distributed_job.py")
-    settings = ("spark.ui.enabled=false", "spark.sql.shuffle.partitions=4", "spark.driver.memory=1g")
-    command = [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,1024]"]
-    command += [arg for setting in settings for arg in ("--conf", setting)]
-    done = subprocess.run(command + ["--py-files", str(archive), str(script), str(out)],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
-    stats = json.loads(out.read_text())
-    assert "skol_spark.zip" in stats["driver_package"]
-    assert stats["labelled"] == stats["rows"] > 0
-    assert len(stats["history"]["loss"]) == 2
-    assert any("weight digests of all 2 ranks agree" in line for line in stats["lines"]), stats["lines"]

@@ -91,7 +91,9 @@ def test_journal_transfer_baselines_from_the_command_line(spark, tmp_path, capsy
     from skol_spark.skol.journals import TRANSFER_SPLITS
 
     path = tmp_path / "transfer.json"
-    code = main(["journals", "--transfer", "--baselines-only", "--max-docs", "3", "--num-features", "128",
+    # One document per split and small hashed spaces: both directions still read, fit and score every baseline.
+    code = main(["journals", "--transfer", "--baselines-only", "--max-docs", "1", "--num-features", "128",
+                 "--num-shape-features", "128", "--num-word-term-features", "128",
                  "--data", str(JOURNALS), "--json", str(path)])
     assert code == 0
     printed = capsys.readouterr().out

@@ -6,7 +6,8 @@ The executors' interpreter is this venv's Python without skol_spark
 reaches the driver and executors only as a zip, both ways README's cluster
 recipe gives: ``--py-files`` of pyspark's own ``bin/spark-submit``, or
 ``spark.sparkContext.addPyFile`` in the running session (the job imports
-skol_spark only after that call).
+skol_spark only after that call). The --py-files run also fits numWorkers=2
+there: one cluster start for both the driver fit and the data-parallel one.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def test_local_cluster_ships_the_zip_and_builds_once_per_worker(cluster, shippin
     out = tmp_path / f"stats{shipping}.json"
     # --py-files: spark-submit ships the zip; addPyFile: the job's running session does.
     ship = ["--py-files", str(archive)] if shipping == "--py-files" else []
-    job_args = [] if shipping == "--py-files" else [str(archive)]
+    job_args = ["--distributed"] if shipping == "--py-files" else [str(archive)]
     done = subprocess.run(
         [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,1024]",
          "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=4",
@@ -81,3 +82,10 @@ def test_local_cluster_ships_the_zip_and_builds_once_per_worker(cluster, shippin
     built = {(w["executor"], w["pid"]): w["builds"] for w in workers}
     assert max(built.values()) == 1, built  # never rebuilt in a Python worker
     assert sum(built.values()) >= 1, built  # the workers that labelled are among them
+    if shipping == "--py-files":
+        # numWorkers=2 on one core per executor: the two barrier tasks (and their JAX processes)
+        # run under the two executor JVMs, which have skol_spark only from the --py-files zip.
+        parallel = stats["distributed"]
+        assert parallel["labelled"] == stats["rows"]
+        assert len(parallel["history"]["loss"]) == 2
+        assert any("weight digests of all 2 ranks agree" in line for line in parallel["lines"]), parallel["lines"]
