@@ -32,13 +32,13 @@ install: $(STAMP)
 demo: $(DEMO_STAMP)
 	PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m skol_spark demo
 
-# Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md).
-PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2
+# Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md). loadfile:
+# a test file runs in one of them, so its module fixtures (fitted models, a data-parallel fit)
+# are built once, not once in each process that draws one of its tests.
+PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 --dist loadfile
 
-# loadfile: a test file runs in one worker, so its module fixtures (fitted models) are built
-# once, not once in each worker that draws one of its tests.
 test: $(STAMP)
-	$(PYTEST) --dist loadfile -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
