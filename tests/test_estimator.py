@@ -190,7 +190,7 @@ def test_model_is_built_once_per_python_worker(spark, fitted, test_df):
     after = builds()
     during = {pid: n - before.get(pid, 0) for pid, n in after.items()}
     assert max(during.values()) <= 1, (before, after)  # once per worker, not once per batch
-    assert min(after.values()) >= 1, after  # every worker that labelled holds the network it built
+    assert sum(after.values()) >= 1, after  # the workers that labelled built it (now or earlier)
     assert len(after) <= 2  # local[2]: at most two reused workers
 
 
