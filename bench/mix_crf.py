@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from select_journals import DATA, FOLDS, RESULTS, _slug  # noqa: E402
 
+from skol_spark.stages.evaluation import ClassificationReport  # noqa: E402
+
 
 def crf_marginals(spark, data: Path, fold: str, labels: list[str]) -> list:
     """``[doc_id, line_number, [p per label]]`` of the fold's held-out paragraphs."""
@@ -40,15 +42,9 @@ def crf_marginals(spark, data: Path, fold: str, labels: list[str]) -> list:
             for doc, positions, ms in zip(test.doc_ids, test.positions, marginals) for p, m in zip(positions, ms)]
 
 
-def per_class(y: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
-    """``(k, 3)``: true positives, false positives, false negatives per class."""
-    return np.array([[np.sum((p == c) & (y == c)), np.sum((p == c) & (y != c)), np.sum((p != c) & (y == c))]
-                     for c in range(k)], dtype=float)
-
-
-def macro_f1(counts: np.ndarray) -> float:
-    tp, fp, fn = counts.T
-    return float(np.mean(2 * tp / np.maximum(2 * tp + fp + fn, 1)))
+def confusion(y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """``(k, k)`` counts, rows the true class (:class:`ClassificationReport`'s layout)."""
+    return np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
 
 
 def main() -> None:
@@ -65,15 +61,15 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     spark = None
     scores: dict[str, dict[float, float]] = {}
-    pooled = {a: 0.0 for a in alphas}
+    pooled: dict[float, np.ndarray] = {}
     labels: list[str] = []
     for fold in [f for f in FOLDS if f != "public"]:
         files = [runs / args.config / _slug(fold) / f"seed{s}.json" for s in seeds]
         if not all(f.exists() for f in files):
             print(f"{fold}: no run for every seed of {args.config}; skipped", file=sys.stderr)
             continue
-        first = json.loads(files[0].read_text())
-        labels, rows = first["labels"], first["rows"]
+        runs_of_seeds = [json.loads(f.read_text()) for f in files]
+        labels, rows = runs_of_seeds[0]["labels"], runs_of_seeds[0]["rows"]
         path = cache / f"{_slug(fold)}.json"
         if not path.exists():
             if spark is None:
@@ -82,16 +78,16 @@ def main() -> None:
                 spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
             path.write_text(json.dumps(crf_marginals(spark, Path(args.data), fold, labels)))
         index = {(rows["docs"][d], line): i for i, (d, line) in enumerate(zip(rows["doc"], rows["line_number"]))}
-        bilstm = np.mean([np.asarray(json.loads(f.read_text())["rows"]["probability"]) for f in files], axis=0)
+        bilstm = np.mean([np.asarray(run["rows"]["probability"]) for run in runs_of_seeds], axis=0)
         crf = np.zeros_like(bilstm)
         for doc, line, marginal in json.loads(path.read_text()):
             crf[index[(doc, line)]] = marginal
         y = np.asarray(rows["label"])
         scores[fold] = {}
         for a in alphas:
-            counts = per_class(y, (a * bilstm + (1 - a) * crf).argmax(axis=1), len(labels))
-            scores[fold][a] = macro_f1(counts)
-            pooled[a] = pooled[a] + counts
+            counts = confusion(y, (a * bilstm + (1 - a) * crf).argmax(axis=1), len(labels))
+            scores[fold][a] = ClassificationReport(labels, counts).macro_f1
+            pooled[a] = pooled.get(a, 0) + counts
     print(f"macro-F1 of a * {args.config} (seeds {args.seeds}) + (1 - a) * feature CRF marginals")
     print("fold".ljust(40) + "".join(f"a={a:<8}" for a in alphas))
     for fold, row in scores.items():
@@ -99,12 +95,10 @@ def main() -> None:
     lovo = [f for f in scores if f.startswith("lovo:")]
     if lovo:
         print("LOVO mean".ljust(40) + "".join(f"{np.mean([scores[f][a] for f in lovo]):<10.4f}" for a in alphas))
-    for a in alphas:
-        if isinstance(pooled[a], np.ndarray):
-            tp, fp, fn = pooled[a].T
-            print(f"a={a}: pooled P / R  " + "  ".join(
-                f"{name} {tp[c] / max(tp[c] + fp[c], 1):.3f} / {tp[c] / max(tp[c] + fn[c], 1):.3f}"
-                for c, name in enumerate(labels)))
+    for a, counts in pooled.items():
+        report = ClassificationReport(labels, counts)
+        print(f"a={a}: pooled P / R  " + "  ".join(
+            f"{name} {p:.3f} / {r:.3f}" for name, p, r in zip(labels, report.precision, report.recall)))
 
 
 if __name__ == "__main__":
