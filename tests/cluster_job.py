@@ -16,8 +16,8 @@ import sys
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+distributed = "--distributed" in sys.argv[1:]
 args = [a for a in sys.argv[1:] if a != "--distributed"]
-distributed = len(args) < len(sys.argv) - 1
 spark = SparkSession.builder.getOrCreate()
 if len(args) > 1:
     spark.sparkContext.addPyFile(args[1])  # also puts it on this driver's sys.path
