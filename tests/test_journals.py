@@ -115,7 +115,11 @@ def test_skol_pipeline_from_text_fits_saves_and_loads(spark, tmp_path):
     df, _ = read_yedda(spark, JOURNALS, ["Mycotaxon/Vol117"], unclosed="skip")
     df = with_three_classes(df).filter("doc_id < 'Mycotaxon/Vol117/s13'")
     model = skol_pipeline(numFeatures=128, windowSize=16, hiddenSize=8, numLayers=1, epochs=1, ensembleSize=1).fit(df)
+    *_, indexer, crf, bilstm, blend = model.stages
+    assert type(crf).__name__ == "FeatureCRFModel" and type(blend).__name__ == "ProbabilityBlendModel"
+    assert blend.labels_ == bilstm.labels_ == list(indexer.labels) == ["Description", "Misc-exposition", "Nomenclature"]
     out = model.transform(df)
+    assert {"bilstmProbability", "crfProbability", "probability", "prediction", "rawPrediction"} <= set(out.columns)
     assert set(LAYOUT_COLUMNS) <= set(out.columns)
     layout = out.select(*LAYOUT_COLUMNS).first()
     assert all(0.0 <= v <= 2.0 for v in layout)
