@@ -303,7 +303,7 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     journals.add_argument("--models", default=",".join(MODELS), metavar="LIST",
                           help="comma-separated models to run, from %(default)s")
     journals.add_argument("--baselines-only", action="store_true",
-                          help="skip the BiLSTM (same as --models feature_crf,crf,logistic), for quick runs")
+                          help="skip the BiLSTM and the blend (same as --models feature_crf,crf,logistic)")
     split = journals.add_mutually_exclusive_group()
     split.add_argument("--transfer", action="store_true",
                        help="leave one journal out instead of the public split: train on every Mycotaxon "
@@ -474,7 +474,7 @@ def _journals(args: argparse.Namespace) -> None:
     overrides = journal_overrides(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.baselines_only:
-        models = [m for m in models if m != "bilstm"]
+        models = [m for m in models if m not in ("bilstm", "blend")]
     for option in ("folds", "volumes"):
         if getattr(args, option) and not (args.transfer or args.lovo):
             raise ValueError(f"Expected --{option} with --transfer or --lovo. Received: --{option} without either")
