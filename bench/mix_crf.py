@@ -23,6 +23,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from select_journals import DATA, FOLDS, RESULTS, _slug  # noqa: E402
 
+from skol_spark.skol.protocol import DEFAULT_BLOCK_SIZE, block_confusions, paired_bootstrap  # noqa: E402
 from skol_spark.skol.text_pipeline import DEFAULT_CRF_WEIGHT, DEFAULT_PRIOR_CORRECTION  # noqa: E402
 from skol_spark.stages.blend import blend_probabilities  # noqa: E402
 from skol_spark.stages.evaluation import ClassificationReport  # noqa: E402
@@ -60,7 +62,7 @@ def _fold_inputs(args: argparse.Namespace, seeds: list[int]) -> dict[str, tuple]
     runs, cache = Path(args.results) / "runs", Path(args.results) / "feature_crf_marginals"
     cache.mkdir(parents=True, exist_ok=True)
     spark, out = None, {}
-    for fold in [f for f in FOLDS if f != "public"]:
+    for fold in FOLDS:
         files = [runs / args.config / _slug(fold) / f"seed{s}.json" for s in seeds]
         baseline = runs / "feature_crf" / _slug(fold) / "seed0.json"
         if not all(f.exists() for f in [*files, baseline]):
@@ -82,13 +84,58 @@ def _fold_inputs(args: argparse.Namespace, seeds: list[int]) -> dict[str, tuple]
             crf[index[(doc, line)]] = marginal
         # Balanced class weights are n / (k * n_c): the counts' ratios are the weights' inverse ratios.
         counts_ratio = 1.0 / np.asarray(runs_of_seeds[0]["class_weights"])
-        reference = json.loads(baseline.read_text())["report"]["macro_f1"]
-        out[fold] = (labels, bilstm, crf, np.asarray(rows["label"]), counts_ratio, reference)
+        record = json.loads(baseline.read_text())
+        viterbi = record["rows"]
+        out[fold] = (labels, bilstm, crf, np.asarray(rows["label"]), counts_ratio, record["report"]["macro_f1"],
+                     [rows["docs"][d] for d in rows["doc"]], np.asarray(rows["line_number"]),
+                     _blocks([viterbi["docs"][d] for d in viterbi["doc"]], viterbi["line_number"], viterbi["label"],
+                             viterbi["prediction"], len(labels)))
     return out
+
+
+def _blocks(docs: list[str], lines: Any, truth: Any, predicted: Any, k: int) -> tuple[list, np.ndarray]:
+    return block_confusions(docs, np.asarray(lines), np.asarray(truth).astype(int), np.asarray(predicted).astype(int),
+                            k, DEFAULT_BLOCK_SIZE)
 
 
 def _bias(counts: np.ndarray, correction: float) -> list[float]:
     return [float((counts.max() / c) ** correction) for c in counts]
+
+
+def _markdown(folds: dict[str, tuple], args: argparse.Namespace) -> str:
+    """One row per model, one column per fold, then the LOVO mean and pooled P / R of the rare classes."""
+    names = list(folds)
+    lovo = [f for f in names if f.startswith("lovo:")]
+    short = [f.split(":")[1].replace("Mycotaxon/Vol", "M").replace("Persoonia/Vol", "P")
+             .replace("Persoonia -> Mycotaxon", "P -> M").replace("Mycotaxon -> Persoonia", "M -> P") for f in names]
+    notes: list[str] = []
+    table = ["| model | " + " | ".join(short) + " | LOVO mean | Nomenclature P / R | Description P / R |",
+             "|---|" + "---:|" * (len(names) + 3)]
+    table.append("| feature CRF | " + " | ".join(f"{folds[f][5]:.4f}" for f in names)
+                 + f" | {np.mean([folds[f][5] for f in lovo]):.4f} | | |")
+    for title, w, g in ((f"BiLSTM ({args.config}, seeds {args.seeds} averaged)", 0.0, 0.0),
+                        (f"**blend, the defaults** (w = {DEFAULT_CRF_WEIGHT}, g = {DEFAULT_PRIOR_CORRECTION})",
+                         DEFAULT_CRF_WEIGHT, DEFAULT_PRIOR_CORRECTION)):
+        macro, pooled = {}, 0
+        blocks = {}
+        for fold, (labels, bilstm, crf, y, counts, _, docs, positions, (keys, _)) in folds.items():
+            p = blend_probabilities([bilstm, crf], [1 - w, w], _bias(counts, g))
+            matrix = confusion(y, p.argmax(axis=1), len(labels))
+            macro[fold] = ClassificationReport(labels, matrix).macro_f1
+            mine, blocks[fold] = _blocks(docs, positions, y, p.argmax(axis=1), len(labels))
+            assert mine == keys, f"{fold}: the runs cover different rows"
+            if fold != "public":
+                pooled = pooled + matrix
+        report = ClassificationReport(labels, pooled)
+        pr = {name: f"{p:.3f} / {r:.3f}" for name, p, r in zip(labels, report.precision, report.recall)}
+        table.append(f"| {title} | " + " | ".join(f"{macro[f]:.4f}" for f in names)
+                     + f" | {np.mean([macro[f] for f in lovo]):.4f} | {pr['Nomenclature']} | {pr['Description']} |")
+        viterbi = {f: folds[f][8][1] for f in names}
+        intervals = [f"LOVO mean {paired_bootstrap({f: blocks[f] for f in lovo}, {f: viterbi[f] for f in lovo}).format()}"]
+        intervals += [f"{f.split(':')[1]} {paired_bootstrap([blocks[f]], [viterbi[f]], 'pooled').format()}"
+                      for f in names if f.startswith("transfer:")]
+        notes.append(f"{title} - feature CRF, macro-F1 (95 % paired block bootstrap): " + "; ".join(intervals))
+    return "\n".join(table + [""] + notes)
 
 
 def main() -> None:
@@ -101,11 +148,17 @@ def main() -> None:
                         help="the CRF's exponents w (0: the BiLSTM alone, 1: the CRF marginals alone)")
     parser.add_argument("--corrections", default=f"0,0.4,{DEFAULT_PRIOR_CORRECTION},0.8",
                         help="prior corrections g")
+    parser.add_argument("--markdown", action="store_true",
+                        help="instead: per-fold macro-F1 of the feature CRF, the BiLSTM and the defaults' blend")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     folds = _fold_inputs(args, seeds)
     if not folds:
         raise SystemExit("no fold has every run")
+    if args.markdown:
+        print(_markdown(folds, args))
+        return
+    folds.pop("public", None)  # a report, not a judge
     lovo = [f for f in folds if f.startswith("lovo:")]
     transfer = [f for f in folds if f.startswith("transfer:")]
     print(f"{args.config} (seeds {args.seeds}) with the feature CRF: p ∝ bias^g-corrected p_BiLSTM^(1-w) · p_CRF^w")
@@ -116,7 +169,7 @@ def main() -> None:
     for w in [float(x) for x in args.crf_weights.split(",")]:
         for g in [float(x) for x in args.corrections.split(",")]:
             macro, pooled, labels = {}, 0, []
-            for fold, (labels, bilstm, crf, y, counts, _) in folds.items():
+            for fold, (labels, bilstm, crf, y, counts, *_) in folds.items():
                 p = blend_probabilities([bilstm, crf], [1 - w, w], _bias(counts, g))
                 matrix = confusion(y, p.argmax(axis=1), len(labels))
                 macro[fold], pooled = ClassificationReport(labels, matrix).macro_f1, pooled + matrix

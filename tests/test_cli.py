@@ -483,7 +483,7 @@ def test_train_options_keep_the_estimators_defaults_and_parse_booleans(spark):
     from skol_spark import BiLSTMClassifier
     from skol_spark.cli.jobs import make_estimator
     from skol_spark.cli.main import _HYPERPARAMETERS, _columns, build_parser
-    from skol_spark.skol.text_pipeline import DEFAULT_NUM_FEATURES
+    from skol_spark.skol.text_pipeline import DEFAULT_CRF_WEIGHT, DEFAULT_NUM_FEATURES, DEFAULT_PRIOR_CORRECTION
 
     base = ["train", "--input", "x.parquet", "--model", "m"]
     args = build_parser().parse_args(base)
@@ -502,7 +502,7 @@ def test_train_options_keep_the_estimators_defaults_and_parse_booleans(spark):
             if plain.hasDefault(param):
                 assert bilstm.getOrDefault(param) == plain.getOrDefault(param), param
     # Text trains the CRF beside the BiLSTM unless --crf false; the blend's options pass through.
-    assert (args.crf, args.crf_weight, args.prior_correction) == (True, 0.6, 0.6)
+    assert (args.crf, args.crf_weight, args.prior_correction) == (True, DEFAULT_CRF_WEIGHT, DEFAULT_PRIOR_CORRECTION)
     plain_text = build_parser().parse_args([*base, "--crf", "false", "--crf-weight", "0.3", "--prior-correction", "0"])
     assert plain_text.crf is False
     assert isinstance(make_estimator(text, _columns(args), {}, feature_options={"crf": False}).getStages()[-1],

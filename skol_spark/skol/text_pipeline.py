@@ -121,9 +121,11 @@ DEFAULT_WORD_VECTORS = 0  # Word2Vec vector size; 0: none
 # The feature-rich CRF beside the BiLSTM, their probabilities combined by ProbabilityBlend: the
 # CRF's exponent in the weighted geometric mean (the BiLSTM's is 1 - DEFAULT_CRF_WEIGHT) and the
 # prior correction toward the rare classes. Chosen by leave-one-volume-out and leave-one-journal-out
-# (bench/mix_crf.py on bench/select_journals.py's runs).
+# with three seeds (bench/mix_crf.py on bench/select_journals.py's runs): the pair that meets every
+# target of the protocol; the optimum is flat (weights 0.55-0.7 and corrections 0.5-0.65 score
+# within 0.003 macro-F1).
 DEFAULT_CRF = True
-DEFAULT_CRF_WEIGHT = 0.6
+DEFAULT_CRF_WEIGHT = 0.62
 DEFAULT_PRIOR_CORRECTION = 0.6
 
 
