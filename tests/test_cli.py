@@ -425,11 +425,15 @@ def test_spark_submit_runs_the_job_file_with_its_master(spark, features_parquet,
          "train", *data, "--model", str(model), *TINY_ARGS,
          "+", "predict", *data, "--model", str(model), "--output", str(out),
          "+", "evaluate", *data, "--model", str(model), "--json", str(metrics)],
-        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=600,
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        # The user's own TF_CPP_MIN_LOG_LEVEL brings TensorFlow's lines back (the quiet default:
+        # test_a_normal_train_prints_a_few_lines).
+        env={**_env(), "TF_CPP_MIN_LOG_LEVEL": "0"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained BiLSTMClassificationModel" in done.stdout and "macro-F1" in done.stdout
     assert "on Spark local[2]" in done.stdout  # spark-submit's master, not the CLI's local[*]
+    assert re.search(r"^[IWE]\d{4} ", done.stderr, flags=re.M), done.stderr[-3000:]
     # Spark at WARN from the session's start (spark.log.level): only spark-submit's first lines are INFO.
     lines = done.stdout.splitlines() + done.stderr.splitlines()
     assert len([line for line in lines if " INFO " in line]) <= 3, done.stderr[-3000:]
@@ -449,7 +453,7 @@ _NOISE = re.compile(r"^[IWE]\d{4} |cuInit|oneDNN|absl::|cudart| INFO |log4j|Sett
 
 
 @pytest.mark.slow
-def test_a_normal_train_prints_a_few_lines_and_tensorflow_speaks_when_asked(tmp_path):
+def test_a_normal_train_prints_a_few_lines(tmp_path):
     (tmp_path / "yedda").mkdir()
     yedda = _write_yedda(tmp_path / "yedda", docs=4)
     model = tmp_path / "model"
@@ -468,15 +472,7 @@ def test_a_normal_train_prints_a_few_lines_and_tensorflow_speaks_when_asked(tmp_
     assert [line.split(":")[0] for line in done.stderr.splitlines() if line.startswith("network ")] == [
         "network 1/3", "network 2/3", "network 3/3"]
     assert "trained PipelineModel in " in done.stdout
-
-    # The user's own TF_CPP_MIN_LOG_LEVEL (or --verbose) brings TensorFlow's lines back.
-    done = subprocess.run(
-        [sys.executable, "-m", "skol_spark", "evaluate", "--input", str(yedda), "--model", str(model)],
-        capture_output=True, text=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"}, cwd=tmp_path, timeout=1800,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "macro-F1" in done.stdout
-    assert re.search(r"^[IWE]\d{4} ", done.stderr, flags=re.M), done.stderr[-3000:]
+    # The user's own TF_CPP_MIN_LOG_LEVEL bringing TensorFlow's lines back: the spark-submit test.
 
 
 def test_train_options_keep_the_estimators_defaults_and_parse_booleans(spark):

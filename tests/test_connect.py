@@ -4,9 +4,10 @@ pyspark 4 refuses ``SparkSession.builder.remote("local[2]")`` while a classic
 session runs, and once a Connect session started it marks the whole process
 as Connect (``is_remote()``), so the two modes cannot share a process.
 :func:`test_connect_marked_tests_pass_under_spark_connect` therefore reruns
-every test marked ``connect`` (in all test modules) in one pytest subprocess
-with ``--spark-connect``, and hands models across: there, ``fitted`` is the
-classic run's model loaded from disk and must predict the same, and the
+every test marked ``connect`` in one pytest subprocess with ``--spark-connect``
+(collecting only the modules that hold such tests), and hands models across:
+there, ``fitted`` is the classic run's model loaded from disk and must predict
+the same (with its own and with another window stride), and the
 PipelineModel fitted under Connect must load and predict the same here.
 """
 
@@ -52,15 +53,29 @@ def _assembler_input(train_df):
     )
 
 
+# The window stride of the second set of predictions handed across: the Connect run's transform of
+# a copied model with another stride equals the classic one (which test_estimator's plain-Keras
+# test checks against an independent computation).
+OTHER_STRIDE = 5
+
+
+def _connect_modules():
+    """The test modules holding tests marked ``connect`` (found in their source, without importing
+    them): the Connect run collects only these."""
+    return sorted(str(p) for p in (ROOT / "tests").glob("test_*.py") if "pytest.mark.connect" in p.read_text())
+
+
 @pytest.mark.slow
 def test_connect_marked_tests_pass_under_spark_connect(spark_connect, fitted, train_df, test_df, tmp_path):
     if spark_connect:
         pytest.skip("this is the Connect run")
     fitted.write().save(str(tmp_path / "classic-model"))
     _dump_predictions(predictions(fitted, test_df), tmp_path / "classic-predictions.json")
+    strided = fitted.copy({fitted.windowStride: OTHER_STRIDE})
+    _dump_predictions(predictions(strided, test_df), tmp_path / "classic-strided-predictions.json")
     command = [
         sys.executable, "-m", "pytest", "--spark-connect", "-m", "connect", "-q", "-x",
-        "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'basetemp'}", str(ROOT / "tests"),
+        "-p", "no:cacheprovider", f"--basetemp={tmp_path / 'basetemp'}", *_connect_modules(),
     ]
     done = subprocess.run(
         command, cwd=ROOT, env=dict(os.environ, **{CONNECT_EXCHANGE: str(tmp_path)}),
@@ -85,6 +100,8 @@ def test_classic_model_predicts_the_same_under_connect(spark_connect, fitted, te
     # conftest's fitted is, in that run, the classic run's model loaded from the shared directory.
     classic_predictions = _read_predictions(Path(exchange) / "classic-predictions.json")
     assert_same_predictions(predictions(fitted, test_df), classic_predictions)
+    strided = _read_predictions(Path(exchange) / "classic-strided-predictions.json")
+    assert_same_predictions(predictions(fitted.copy({fitted.windowStride: OTHER_STRIDE}), test_df), strided)
 
 
 @pytest.mark.connect

@@ -225,10 +225,10 @@ def test_sparse_vector_features(spark, tiny_params):
     assert model.transform(df).count() == len(rows)
 
 
-@pytest.mark.connect
 def test_transform_equals_the_network_run_over_whole_documents_in_plain_keras(fitted, test_df):
     """An independent computation of the same thing: windows cut here, the Keras network called
-    on each, overlapping windows averaged; no skol_spark windowing code involved."""
+    on each, overlapping windows averaged; no skol_spark windowing code involved. (Under Spark
+    Connect, test_connect checks the same transforms, this stride's too, equal the classic ones.)"""
     import keras
     from conftest import predictions
 

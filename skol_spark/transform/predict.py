@@ -9,7 +9,8 @@ cache keyed by its digest and the device. Module state is the only state
 that outlives a task in a reused worker; a cache in a closure would be
 pickled, and rebuilt, with every task. Labeling sets no environment variable
 and hides no device (:mod:`skol_spark.core.devices`); TensorFlow's thread
-pools are sized once, to the first task's cores.
+pools are sized once, to the cores of the first task that runs the network
+(a task whose rows all fail the checks imports no Keras).
 """
 
 from __future__ import annotations
@@ -223,14 +224,17 @@ def label_partition(spec: PredictSpec, batches: Iterator[pa.StructArray]) -> Ite
     order their probabilities are summed in are those of
     :func:`skol_spark.core.windows.predict_block` on whole documents.
     """
-    _configure_threads(spec.cpus)
-    device = task_device(spec.use_gpu, spec.gpu_addresses)
     forward = None
     carry: _Carry | None = None
     for batch in batches:
         if len(batch) == 0:
             continue
-        forward = forward or get_network(spec.network, device, spec.inference_engine, spec.cpus)
+        if forward is None:
+            # Keras is imported here, at the first valid rows: a partition with no rows, or
+            # whose first rows fail with handleInvalid="error", imports no TensorFlow.
+            _configure_threads(spec.cpus)
+            device = task_device(spec.use_gpu, spec.gpu_addresses)
+            forward = get_network(spec.network, device, spec.inference_engine, spec.cpus)
         features = _rows(forward, batch.field(2))  # valid rows: one width, the model's
         keys = pa.StructArray.from_arrays([batch.field(0), batch.field(1)], names=["doc", "position"])
         out, carry = _label_block(spec, forward, carry, keys, features, last_open=True)
