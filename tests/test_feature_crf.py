@@ -37,6 +37,7 @@ def test_prior_bias_is_the_count_ratio_to_a_power():
     assert prior_bias([30, 6, 3], 0.0) == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.connect
 def test_blend_is_the_weighted_geometric_mean_with_the_prior_correction(scored, tmp_path):
     df, a, b = scored
     model = ProbabilityBlend(probabilityCols=["a", "b"], weights=[0.4, 0.6], priorCorrection=0.6).fit(df)
@@ -96,6 +97,7 @@ def journal(spark):
 
 
 @needs_data
+@pytest.mark.connect
 def test_feature_crf_gives_the_baselines_marginals_on_every_row_and_round_trips(spark, journal, tmp_path):
     from skol_spark.skol.crf_baseline import FEATURE_CRF, collect_documents, document_features
     from skol_spark.skol.feature_crf import FeatureCRF, FeatureCRFModel
