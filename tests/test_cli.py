@@ -103,7 +103,9 @@ def test_yedda_trains_text_pipeline_and_predicts_unlabelled_csv(spark, tmp_path,
     pipeline = PipelineModel.load(str(model))
     kinds = [type(stage).__name__ for stage in pipeline.stages]
     assert kinds[0] == "RegexTokenizer" and "StringIndexerModel" in kinds, kinds
-    assert kinds[-1] == "BiLSTMClassificationModel" and pipeline.stages[-1].getNumFeatures() > 64
+    # The CRF beside the BiLSTM by default, the two blended into the output columns.
+    assert kinds[-3:] == ["FeatureCRFModel", "BiLSTMClassificationModel", "ProbabilityBlendModel"], kinds
+    assert pipeline.stages[-2].getNumFeatures() > 64
     assert pipeline.stages[-1].labels_ == ["Description", "Misc-exposition", "Nomenclature"]  # alphabetical
 
     csv = tmp_path / "new.csv"
@@ -477,7 +479,7 @@ def test_train_options_keep_the_estimators_defaults_and_parse_booleans(spark):
     from skol_spark import BiLSTMClassifier
     from skol_spark.cli.jobs import make_estimator
     from skol_spark.cli.main import _HYPERPARAMETERS, _columns, build_parser
-    from skol_spark.skol.text_pipeline import DEFAULT_NUM_FEATURES
+    from skol_spark.skol.text_pipeline import DEFAULT_CRF_WEIGHT, DEFAULT_NUM_FEATURES, DEFAULT_PRIOR_CORRECTION
 
     base = ["train", "--input", "x.parquet", "--model", "m"]
     args = build_parser().parse_args(base)
@@ -489,11 +491,20 @@ def test_train_options_keep_the_estimators_defaults_and_parse_booleans(spark):
     numeric = spark.createDataFrame([("d", 0, [0.5, 1.0], 0)], ["doc_id", "line_number", "features", "label"])
     for df in (text, numeric):
         estimator = make_estimator(df, _columns(args), {})
-        bilstm = estimator.getStages()[-1] if hasattr(estimator, "getStages") else estimator
+        stages = estimator.getStages() if hasattr(estimator, "getStages") else [estimator]
+        bilstm = next(s for s in stages if isinstance(s, BiLSTMClassifier))
         for _, param, _ in _HYPERPARAMETERS:
             assert not bilstm.isSet(param), param
             if plain.hasDefault(param):
                 assert bilstm.getOrDefault(param) == plain.getOrDefault(param), param
+    # Text trains the CRF beside the BiLSTM unless --crf false; the blend's options pass through.
+    assert (args.crf, args.crf_weight, args.prior_correction) == (True, DEFAULT_CRF_WEIGHT, DEFAULT_PRIOR_CORRECTION)
+    plain_text = build_parser().parse_args([*base, "--crf", "false", "--crf-weight", "0.3", "--prior-correction", "0"])
+    assert plain_text.crf is False
+    assert isinstance(make_estimator(text, _columns(args), {}, feature_options={"crf": False}).getStages()[-1],
+                      BiLSTMClassifier)
+    blend = make_estimator(text, _columns(args), {}, feature_options={"crfWeight": 0.3, "priorCorrection": 0.0})
+    assert (blend.getStages()[-1].getWeights(), blend.getStages()[-1].getPriorCorrection()) == ([0.7, 0.3], 0.0)
     # --embedding-size 0 alone means one network, by the estimator's own rule.
     given = build_parser().parse_args([*base, "--embedding-size", "0"])
     assert (given.embeddingSize, given.ensembleSize) == (0, None)

@@ -54,7 +54,7 @@ def test_small_journal_comparison_runs(spark):
     assert result.bilstm.labels == ["Description", "Misc-exposition", "Nomenclature"]
     total = result.bilstm.confusion.sum()
     assert total == result.baseline.confusion.sum() == result.crf.confusion.sum() == result.feature_crf.confusion.sum()
-    assert list(result.reports) == ["bilstm", "feature_crf", "crf", "logistic"]
+    assert list(result.reports) == ["bilstm", "blend", "feature_crf", "crf", "logistic"]
     assert set(result.fit_seconds) == set(result.reports)
     # Every model's block confusions cover the same rows and sum to its report.
     for name, report in result.reports.items():
@@ -62,21 +62,28 @@ def test_small_journal_comparison_runs(spark):
         assert len(result.rows[name]) == total
     assert len(result.block_keys) == result.blocks["bilstm"].shape[0]
     assert result.rows["bilstm"]["probability"].map(len).eq(3).all()
+    blend = result.rows["blend"]  # the same rows as the BiLSTM's, in the same order
+    assert blend[["doc_id", "line_number", "label"]].equals(result.rows["bilstm"][["doc_id", "line_number", "label"]])
+    assert all(abs(sum(p) - 1) < 1e-9 and max(range(3), key=p.__getitem__) == y
+               for p, y in zip(blend["probability"], blend["prediction"]))
     text = result.format()
     assert "macro-F1 gain" in text and "Nomenclature" in text and "block-bootstrap interval" in text
-    assert [line.split()[0] for line in text.splitlines()[1:5]] == ["bilstm", "feature_crf", "crf", "logistic"]
+    assert [line.split()[0] for line in text.splitlines()[1:6]] == ["bilstm", "blend", "feature_crf", "crf", "logistic"]
+    assert "blend vs feature_crf: macro-F1 gain" in text
     out = result.to_dict()
     assert out["settings"]["classifier"]["windowSize"] == 20
     assert {"bilstm", "feature_crf", "crf", "baseline"} <= set(out) and out["settings"]["crf"]["c1"] == 0.1
     assert out["settings"]["feature_crf"]["features"] == "rich" and out["settings"]["feature_crf"]["max_iterations"] == 150
     interval = out["bootstrap"]["feature_crf"]
     assert interval["low"] <= interval["difference"] <= interval["high"]
+    assert out["bootstrap"]["blend_vs_feature_crf"]["difference"] == pytest.approx(
+        out["blend"]["macro_f1"] - out["feature_crf"]["macro_f1"])
 
 
 def test_journal_models_are_checked(spark):
     from skol_spark.skol.journals import compare_on_journals
 
-    with pytest.raises(ValueError, match="Expected models to be a non-empty subset of bilstm, feature_crf, crf, logistic"):
+    with pytest.raises(ValueError, match="Expected models to be a non-empty subset of bilstm, blend, feature_crf, crf, logistic"):
         compare_on_journals(spark, JOURNALS, models=["crf", "svm"])
     with pytest.raises(ValueError, match="Expected models to be a non-empty subset"):
         compare_on_journals(spark, JOURNALS, models=[])
@@ -115,7 +122,11 @@ def test_skol_pipeline_from_text_fits_saves_and_loads(spark, tmp_path):
     df, _ = read_yedda(spark, JOURNALS, ["Mycotaxon/Vol117"], unclosed="skip")
     df = with_three_classes(df).filter("doc_id < 'Mycotaxon/Vol117/s13'")
     model = skol_pipeline(numFeatures=128, windowSize=16, hiddenSize=8, numLayers=1, epochs=1, ensembleSize=1).fit(df)
+    *_, indexer, crf, bilstm, blend = model.stages
+    assert type(crf).__name__ == "FeatureCRFModel" and type(blend).__name__ == "ProbabilityBlendModel"
+    assert blend.labels_ == bilstm.labels_ == list(indexer.labels) == ["Description", "Misc-exposition", "Nomenclature"]
     out = model.transform(df)
+    assert {"bilstmProbability", "crfProbability", "probability", "prediction", "rawPrediction"} <= set(out.columns)
     assert set(LAYOUT_COLUMNS) <= set(out.columns)
     layout = out.select(*LAYOUT_COLUMNS).first()
     assert all(0.0 <= v <= 2.0 for v in layout)
@@ -150,7 +161,7 @@ def test_leave_one_volume_out_end_to_end(spark, small_journals):
     from skol_spark.skol.protocol import lovo_folds
 
     result = lovo_on_journals(spark, small_journals, lovo_folds(list(SMALL_VOLUMES)), numFeatures=256,
-                              models=["bilstm", "feature_crf"], windowSize=16, hiddenSize=8, numLayers=1, epochs=1,
+                              models=["blend"], windowSize=16, hiddenSize=8, numLayers=1, epochs=1,
                               ensembleSize=1)
     assert list(result.folds) == list(SMALL_VOLUMES)
     for volume, comparison in result.folds.items():
@@ -162,13 +173,15 @@ def test_leave_one_volume_out_end_to_end(spark, small_journals):
     mean = sum(c.reports["bilstm"].macro_f1 for c in result.folds.values()) / 3
     assert result.mean_macro_f1("bilstm") == pytest.approx(mean)
     summary = result.summary()
-    assert set(summary) == {"bilstm", "feature_crf"}
+    assert set(summary) == {"bilstm", "blend", "feature_crf"}  # the blend brings the two it combines
+    assert "vs_feature_crf" in summary["blend"] and "vs_blend" in summary["bilstm"]
     gain = summary["bilstm"]["vs_feature_crf"]["mean"]
     assert gain["difference"] == pytest.approx(mean - result.mean_macro_f1("feature_crf"))
     assert gain["low"] <= gain["difference"] <= gain["high"] and gain["units"] >= 3
     text = result.format()
     assert "A/Vol2: trained on A/Vol1, B/Vol1; evaluated on A/Vol2" in text
-    assert "BiLSTM vs feature_crf: mean macro-F1 gain" in text and "of 3 folds" in text
+    assert "bilstm vs feature_crf: mean macro-F1 gain" in text and "of 3 folds" in text
+    assert "blend vs feature_crf: mean macro-F1 gain" in text
     out = json.loads(result.to_json())
     assert list(out["lovo"]) == list(SMALL_VOLUMES) and "summary" in out
 

@@ -1,8 +1,9 @@
 """A whole PipelineModel in Redis (skol_spark.stages.pipeline_store), against a real redis-server.
 
 The Pipeline is SKOL's text one with its 3-class label stage: fitted Spark
-feature stages (IDF, StringIndexer, SQL transformers, the assembler) and a
-BiLSTM wrapped from an untrained Keras network, so no training is needed.
+feature stages (IDF, StringIndexer, SQL transformers, the assembler), the
+feature CRF, a BiLSTM wrapped from an untrained Keras network (no training
+needed) and the blend of the two.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def pipeline(text_data):
     from skol_spark import BiLSTMClassificationModel
     from skol_spark.nn.network import build_network
     from skol_spark.skol.datasets import three_class_labels
+    from skol_spark.skol.feature_crf import FeatureCRF
     from skol_spark.skol.text_pipeline import text_feature_stages
+    from skol_spark.stages.blend import ProbabilityBlend
 
     features = Pipeline(stages=[
         three_class_labels("label", "label3"),
@@ -46,7 +49,13 @@ def pipeline(text_data):
     labels = list(features.stages[-1].labelsArray[0])
     network = build_network(8, width, len(labels), hidden_size=4, num_layers=1, dropout=0.0, seed=5)
     bilstm = BiLSTMClassificationModel.fromKeras(network, labels=labels, labelCol="label_index")
-    return PipelineModel(stages=[*features.stages, bilstm])
+    bilstm.setPredictionCol("bilstmPrediction").setProbabilityCol("bilstmProbability")
+    bilstm.setRawPredictionCol("bilstmRawPrediction")
+    indexed = features.transform(text_data)
+    crf = FeatureCRF(labelCol="label_index", maxIter=5).fit(indexed)
+    blend = ProbabilityBlend(probabilityCols=["bilstmProbability", "crfProbability"], weights=[0.4, 0.6],
+                             priorCorrection=0.6, labelCol="label_index").fit(indexed)
+    return PipelineModel(stages=[*features.stages, crf, bilstm, blend])
 
 
 def _probabilities(model, df):
@@ -60,7 +69,8 @@ def test_a_text_pipeline_round_trips_through_redis_with_equal_predictions(pipeli
     from skol_spark.stages.pipeline_store import load_model_from_redis, load_pipeline_from_redis, save_pipeline_to_redis
 
     kinds = {type(stage).__name__ for stage in pipeline.stages}
-    assert {"MergeLabels", "IDFModel", "StringIndexerModel", "SQLTransformer", "VectorAssembler"} <= kinds
+    assert {"MergeLabels", "IDFModel", "StringIndexerModel", "SQLTransformer", "VectorAssembler", "FeatureCRFModel",
+            "ProbabilityBlendModel"} <= kinds
     save_pipeline_to_redis(pipeline, redis_url, "pipeline:text", chunkBytes=4096)  # several chunks
     loaded = load_pipeline_from_redis(redis_url, "pipeline:text")
     assert loaded.uid == pipeline.uid

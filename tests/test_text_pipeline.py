@@ -102,17 +102,36 @@ def test_skol_pipeline_passes_classifier_params_through_and_keeps_the_estimators
     from skol_spark import BiLSTMClassifier
     from skol_spark.skol.text_pipeline import DEFAULT_NUM_FEATURES, skol_pipeline
 
-    stages = skol_pipeline().getStages()
+    stages = skol_pipeline(crf=False).getStages()
     assert [s.getNumFeatures() for s in stages if s.hasParam("numFeatures")][0] == DEFAULT_NUM_FEATURES
     bilstm, plain = stages[-1], BiLSTMClassifier()
     assert {p.name for p in bilstm._paramMap} == {"featuresCol", "labelCol"}
     for param in plain.params:
         if plain.hasDefault(param) and not bilstm.isSet(param.name):
             assert bilstm.getOrDefault(param.name) == plain.getOrDefault(param), param.name
-    tuned = skol_pipeline(epochs=2, outputLayer="crf").getStages()[-1]
+    tuned = skol_pipeline(epochs=2, outputLayer="crf", crf=False).getStages()[-1]
     assert {p.name: v for p, v in tuned._paramMap.items()} == {
         "featuresCol": "features", "labelCol": "label_index", "epochs": 2, "outputLayer": "crf"
     }
+
+
+def test_skol_pipeline_puts_the_crf_beside_the_bilstm_and_blends_them_into_the_output_columns(spark):
+    from skol_spark import BiLSTMClassifier
+    from skol_spark.skol.feature_crf import FeatureCRF
+    from skol_spark.skol.text_pipeline import DEFAULT_CRF_WEIGHT, DEFAULT_PRIOR_CORRECTION, skol_pipeline
+    from skol_spark.stages.blend import ProbabilityBlend
+
+    *_, crf, bilstm, blend = skol_pipeline(epochs=2, probabilityCol="p", docIdCol="doc").getStages()
+    assert isinstance(crf, FeatureCRF) and isinstance(bilstm, BiLSTMClassifier) and isinstance(blend, ProbabilityBlend)
+    assert (bilstm.getEpochs(), bilstm.getProbabilityCol(), bilstm.getPredictionCol()) == (
+        2, "bilstmProbability", "bilstmPrediction")
+    assert crf.getDocIdCol() == "doc" and crf.getLabelCol() == blend.getLabelCol() == "label_index"
+    assert blend.getProbabilityCols() == ["bilstmProbability", "crfProbability"]
+    assert blend.getWeights() == [1 - DEFAULT_CRF_WEIGHT, DEFAULT_CRF_WEIGHT]
+    assert blend.getPriorCorrection() == DEFAULT_PRIOR_CORRECTION
+    assert (blend.getProbabilityCol(), blend.getPredictionCol()) == ("p", "prediction")
+    with pytest.raises(ValueError, match=r"Expected crfWeight to be in \[0, 1\]"):
+        skol_pipeline(crfWeight=1.5)
 
 
 def test_word_terms_are_bigrams_suffixes_and_first_and_last_words(paragraphs):

@@ -222,8 +222,8 @@ def make_estimator(
     """A BiLSTMClassifier, or a Pipeline ending in one when labels or text need stages first.
 
     ``classifier_params`` are the BiLSTMClassifier Params the user gave (its
-    defaults otherwise), whatever the input. ``feature_options``
-    (``shape``, ``cues``, ``numShapeFeatures``, ``shapeNgrams``) go to
+    defaults otherwise), whatever the input. ``feature_options`` (the feature
+    switches, and ``crf``, ``crfWeight``, ``priorCorrection``) go to
     :func:`skol_spark.skol.text_pipeline.skol_pipeline` for text input.
     ``three_classes`` puts SKOL's 3-class mapping at the Pipeline's head.
     """
@@ -403,17 +403,27 @@ def load_model(spark: SparkSession, source: str, key: str | None = None) -> Any:
         elif kind.endswith(".PipelineModel"):
             model = PipelineModel.load(source)
     if isinstance(model, BiLSTMClassificationModel) or (
-        isinstance(model, PipelineModel) and model.stages
-        and isinstance(model.stages[-1], BiLSTMClassificationModel)
+        isinstance(model, PipelineModel)
+        and any(isinstance(stage, BiLSTMClassificationModel) for stage in model.stages)
     ):
         return model
     raise JobError(
         f"{source!r} holds {kind or 'no readable metadata'}, not a BiLSTMClassificationModel "
-        "or a PipelineModel ending in one."
+        "or a PipelineModel with one."
     )
 
 
 def _bilstm(model: Any) -> Any:
+    """The (last) BiLSTM of a model or Pipeline: its labels and its document keys."""
+    from skol_spark.stages.model import BiLSTMClassificationModel
+
+    stages = getattr(model, "stages", [model])
+    return next((s for s in reversed(stages) if isinstance(s, BiLSTMClassificationModel)), stages[-1])
+
+
+def _output(model: Any) -> Any:
+    """The stage whose prediction and probability columns are the model's: the last one (the
+    BiLSTM, or the blend of the BiLSTM and the CRF)."""
     return model.stages[-1] if hasattr(model, "stages") else model
 
 
@@ -439,7 +449,7 @@ def _label_input(bilstm: Any, mappings: list[Any], indexer: Any) -> str:
 def _model_names(model: Any, df: DataFrame, columns: Columns) -> dict[str, str]:
     """Input column -> the column the saved model reads, where the two differ."""
     stages = getattr(model, "stages", [model])
-    bilstm = stages[-1]
+    bilstm = _bilstm(model)
     mappings, indexer = _label_stages(stages)
     wanted = {columns.doc: bilstm.getDocIdCol(), columns.position: bilstm.getPositionCol()}
     first = next(s for s in stages if s is not indexer and s not in mappings)
@@ -469,22 +479,22 @@ def predict(model: Any, df: DataFrame, columns: Columns, probability_as: str = "
 
     from skol_spark.compat.shims import vector_to_array
 
-    bilstm = _bilstm(model)
+    bilstm, output = _bilstm(model), _output(model)
     renames = _model_names(model, df, columns)
     labeling = model
     if isinstance(model, PipelineModel):
         mappings, indexer = _label_stages(model.stages)
         labeling = PipelineModel(stages=[s for s in model.stages if s is not indexer and s not in mappings])
     out = labeling.transform(df.withColumnsRenamed(renames))
-    probability = F.col(bilstm.getProbabilityCol())
+    probability = F.col(output.getProbabilityCol())
     if probability_as == "array":
         probability = vector_to_array(probability)
     names = F.array(*[F.lit(name) for name in bilstm.labels_])
     return out.select(
         *[F.col(f"`{renames.get(c, c)}`").alias(c) for c in df.columns],
-        F.col(bilstm.getPredictionCol()).alias("prediction"),
+        F.col(output.getPredictionCol()).alias("prediction"),
         probability.alias("probability"),
-        F.element_at(names, F.col(bilstm.getPredictionCol()).cast("int") + 1).alias(PREDICTED_LABEL),
+        F.element_at(names, F.col(output.getPredictionCol()).cast("int") + 1).alias(PREDICTED_LABEL),
     )
 
 
@@ -497,7 +507,7 @@ def evaluate(model: Any, df: DataFrame, columns: Columns, where: str = "the inpu
 
     _require(df, [columns.label], "evaluation")
     stages = getattr(model, "stages", [model])
-    bilstm = stages[-1]
+    bilstm, output = _bilstm(model), _output(model)
     mappings, indexer = _label_stages(stages)
     renamed = df.withColumnsRenamed(_model_names(model, df, columns))
     if indexer is not None:
@@ -505,7 +515,7 @@ def evaluate(model: Any, df: DataFrame, columns: Columns, where: str = "the inpu
     out = model.transform(renamed)
     label_col = indexer.getOutputCol() if indexer is not None else columns.label
     return classification_report(out, bilstm.labels_, labelCol=label_col,
-                                 predictionCol=bilstm.getPredictionCol())
+                                 predictionCol=output.getPredictionCol())
 
 
 def _check_known_labels(df: DataFrame, mappings: list[Any], indexer: Any, where: str) -> None:

@@ -185,7 +185,12 @@ def _feature_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     from skol_spark.skol.journals import MODELS
-    from skol_spark.skol.text_pipeline import DEFAULT_NUM_FEATURES
+    from skol_spark.skol.text_pipeline import (
+        DEFAULT_CRF,
+        DEFAULT_CRF_WEIGHT,
+        DEFAULT_NUM_FEATURES,
+        DEFAULT_PRIOR_CORRECTION,
+    )
     from skol_spark.stages.params import HELD_OUT_FRACTION, WEIGHT_STRATEGIES, _BiLSTMParams
 
     estimator_defaults = _BiLSTMParams()
@@ -213,6 +218,14 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
                        help="hashed TF-IDF size, text input (default: %(default)s)")
     train.add_argument("--no-layout", action="store_true", help="no layout features (text input)")
     _feature_options(train)
+    train.add_argument("--crf", type=_true_or_false, default=DEFAULT_CRF, metavar="{true,false}",
+                       help="the feature-rich CRF beside the BiLSTM, their probabilities combined, text input "
+                            f"(default: {str(DEFAULT_CRF).lower()})")
+    train.add_argument("--crf-weight", type=float, default=DEFAULT_CRF_WEIGHT, metavar="W",
+                       help="the CRF's exponent in the combination; the BiLSTM's is 1 - W (default: %(default)s)")
+    train.add_argument("--prior-correction", type=float, default=DEFAULT_PRIOR_CORRECTION, metavar="G",
+                       help="the combination's prior correction toward rare classes, (n_max / n_class) ** G "
+                            "(default: %(default)s)")
     for option, param, kind in _HYPERPARAMETERS:
         extra: dict[str, Any] = {"choices": WEIGHT_STRATEGIES} if param == "weightStrategy" else {}
         default = estimator_defaults.getOrDefault(param) if estimator_defaults.hasDefault(param) else None
@@ -290,7 +303,7 @@ def build_parser(prog: str = "python -m skol_spark") -> argparse.ArgumentParser:
     journals.add_argument("--models", default=",".join(MODELS), metavar="LIST",
                           help="comma-separated models to run, from %(default)s")
     journals.add_argument("--baselines-only", action="store_true",
-                          help="skip the BiLSTM (same as --models feature_crf,crf,logistic), for quick runs")
+                          help="skip the BiLSTM and the blend (same as --models feature_crf,crf,logistic)")
     split = journals.add_mutually_exclusive_group()
     split.add_argument("--transfer", action="store_true",
                        help="leave one journal out instead of the public split: train on every Mycotaxon "
@@ -341,7 +354,7 @@ def _where(location: str, key: str | None) -> str:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from skol_spark.cli.jobs import check_classes, check_destination, make_estimator, save_or_keep
+    from skol_spark.cli.jobs import _bilstm, check_classes, check_destination, make_estimator, save_or_keep
 
     paths, fmt = _inputs(args)
     check_destination(args.model, args.key, args.overwrite)
@@ -352,18 +365,21 @@ def _train(args: argparse.Namespace) -> None:
         params["labels"] = [name.strip() for name in args.labels.split(",")]
     if args.quiet:
         params["verbose"] = False
+    combination = {"crf": args.crf, "crfWeight": args.crf_weight, "priorCorrection": args.prior_correction}
     estimator = make_estimator(df, _columns(args), params, args.num_features, not args.no_layout,
-                               _feature_values(args), three_classes=args.three_classes)
+                               {**_feature_values(args), **combination}, three_classes=args.three_classes)
     check_classes(df, estimator, _shown(args.input))
     if not args.quiet:
         stages = "the text features, then the BiLSTM" if _is_text(estimator) else "the BiLSTM"
+        if _is_text(estimator) and args.crf:
+            stages = "the text features, then the CRF and the BiLSTM"
         print(f"fitting {stages} on {_shown(args.input)}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     model = estimator.fit(df)
     seconds = time.perf_counter() - started
     where = _where(args.model, args.key)
     save_or_keep(model, args.model, args.key, args.overwrite, where)
-    bilstm = model.stages[-1] if hasattr(model, "stages") else model
+    bilstm = _bilstm(model)
     print(f"trained {type(model).__name__} in {seconds:.1f} s on Spark {_master(df.sparkSession)}, "
           f"{_shown(args.input)} (labels: {', '.join(bilstm.labels_)}); saved to {where}")
 
@@ -458,7 +474,7 @@ def _journals(args: argparse.Namespace) -> None:
     overrides = journal_overrides(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.baselines_only:
-        models = [m for m in models if m != "bilstm"]
+        models = [m for m in models if m not in ("bilstm", "blend")]
     for option in ("folds", "volumes"):
         if getattr(args, option) and not (args.transfer or args.lovo):
             raise ValueError(f"Expected --{option} with --transfer or --lovo. Received: --{option} without either")

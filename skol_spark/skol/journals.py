@@ -45,7 +45,13 @@ from skol_spark.skol.protocol import (
     lovo_folds,
     paired_bootstrap,
 )
-from skol_spark.skol.text_pipeline import DEFAULT_NUM_FEATURES, text_feature_stages
+from skol_spark.skol.text_pipeline import (
+    DEFAULT_CRF_WEIGHT,
+    DEFAULT_NUM_FEATURES,
+    DEFAULT_PRIOR_CORRECTION,
+    text_feature_stages,
+)
+from skol_spark.stages.blend import blend_probabilities, prior_bias
 from skol_spark.stages.classifier import BiLSTMClassifier
 from skol_spark.stages.evaluation import ClassificationReport
 
@@ -83,16 +89,25 @@ TRANSFER_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = journal_fo
 # Leave one volume out: eight public volumes in, the ninth out, for each of the nine.
 LOVO_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = lovo_folds(PUBLIC_VOLUMES)
 
-# The compared models, in table order.
-MODELS = ("bilstm", "feature_crf", "crf", "logistic")
+# The compared models, in table order. "blend" is what skol_pipeline's defaults label with: the
+# BiLSTM's probabilities and the feature CRF's marginals combined by ProbabilityBlend's rule.
+MODELS = ("bilstm", "blend", "feature_crf", "crf", "logistic")
 MODEL_TITLES = {
     "bilstm": "BiLSTMClassifier (skol_spark)",
+    "blend": "BiLSTM and feature-rich CRF blended (skol_pipeline's defaults)",
     "feature_crf": "linear-chain CRF, feature-rich recipe (sklearn-crfsuite)",
     "crf": "linear-chain CRF, plain features (sklearn-crfsuite)",
     "logistic": "LogisticRegression per paragraph, same features and weights",
 }
 # The models whose input is the text Pipeline's feature vectors.
-_VECTOR_MODELS = ("bilstm", "logistic")
+_VECTOR_MODELS = ("bilstm", "blend", "logistic")
+# The paired comparisons reported: the BiLSTM against every other model, the blend against the feature CRF.
+_BLEND_BASELINE = "feature_crf"
+
+
+def _comparisons(models: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = [("bilstm", other) for other in models if other != "bilstm"] if "bilstm" in models else []
+    return pairs + ([("blend", _BLEND_BASELINE)] if "blend" in models and _BLEND_BASELINE in models else [])
 # Per-class F1 gains printed beside macro-F1's.
 _RARE = ("Nomenclature", "Description")
 
@@ -144,9 +159,9 @@ class JournalComparison:
     def baseline(self) -> ClassificationReport | None:
         return self.reports.get("logistic")
 
-    def bootstrap(self, other: str, resamples: int = 2000, seed: int = 0) -> BootstrapInterval:
-        """The BiLSTM's macro-F1 gain over ``other`` with its paired block-bootstrap interval."""
-        return paired_bootstrap([self.blocks["bilstm"]], [self.blocks[other]], "pooled", resamples, seed=seed)
+    def bootstrap(self, other: str, resamples: int = 2000, seed: int = 0, subject: str = "bilstm") -> BootstrapInterval:
+        """``subject``'s macro-F1 gain over ``other`` with its paired block-bootstrap interval."""
+        return paired_bootstrap([self.blocks[subject]], [self.blocks[other]], "pooled", resamples, seed=seed)
 
     def table(self) -> str:
         """One line per model: macro-F1, F1 per class, accuracy, fit seconds."""
@@ -165,13 +180,10 @@ class JournalComparison:
         lines = [self.table(), ""]
         for name, report in self.reports.items():
             lines += [report.format(MODEL_TITLES[name]), ""]
-        if self.bilstm is not None:
-            for name in MODELS[1:]:
-                other = self.reports.get(name)
-                if other is not None:
-                    interval = self.bootstrap(name)
-                    lines.append(f"BiLSTM vs {name}: {_gains(self.bilstm, other)}; macro-F1 gain, 95 % "
-                                 f"block-bootstrap interval: [{interval.low:+.4f}, {interval.high:+.4f}]")
+        for subject, name in _comparisons(list(self.reports)):
+            interval = self.bootstrap(name, subject=subject)
+            lines.append(f"{subject} vs {name}: {_gains(self.reports[subject], self.reports[name])}; macro-F1 "
+                         f"gain, 95 % block-bootstrap interval: [{interval.low:+.4f}, {interval.high:+.4f}]")
         return "\n".join(lines).rstrip()
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,8 +196,10 @@ class JournalComparison:
         for name in MODELS:
             if name in self.reports:
                 out["baseline" if name == "logistic" else name] = self.reports[name].to_dict()
-        if self.bilstm is not None:
-            out["bootstrap"] = {name: self.bootstrap(name).to_dict() for name in MODELS[1:] if name in self.reports}
+        pairs = _comparisons(list(self.reports))
+        if pairs:
+            out["bootstrap"] = {(name if subject == "bilstm" else f"{subject}_vs_{name}"):
+                                self.bootstrap(name, subject=subject).to_dict() for subject, name in pairs}
         return out
 
     def to_json(self) -> str:
@@ -204,12 +218,14 @@ def load_volumes(spark: SparkSession, root: str | os.PathLike, volumes: Sequence
 
 
 def _check_models(models: Sequence[str]) -> tuple[str, ...]:
+    """The models in table order; the blend brings the two models it combines."""
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(
             f"Expected models to be a non-empty subset of {', '.join(MODELS)}. Received: {list(models)}"
         )
-    return tuple(m for m in MODELS if m in models)
+    wanted = set(models) | ({"bilstm", "feature_crf"} if "blend" in models else set())
+    return tuple(m for m in MODELS if m in wanted)
 
 
 @dataclass
@@ -274,6 +290,28 @@ def _labelled_rows(df: DataFrame, probability: bool) -> Any:
     return rows.reset_index(drop=True)
 
 
+def _blend_rows(bilstm: Any, crf: Any, documents: Any, settings: CRFSettings, labels: list[str],
+                counts: list[int], blend: tuple[float, float]) -> Any:
+    """The blend's rows: the BiLSTM's probabilities and the CRF's marginals, aligned by row, combined."""
+    import pandas as pd
+
+    from skol_spark.skol.crf_baseline import document_features
+
+    marginals = crf.predict_marginals([document_features(t, settings) for t in documents.texts])
+    crf_rows = pd.DataFrame({
+        "doc_id": [d for d, positions in zip(documents.doc_ids, documents.positions) for _ in positions],
+        "line_number": [p for positions in documents.positions for p in positions],
+        "crf": [[m.get(name, 0.0) for name in labels] for doc in marginals for m in doc],
+    })
+    merged = bilstm.merge(crf_rows, on=["doc_id", "line_number"], how="left")
+    weight, correction = blend
+    p = blend_probabilities([np.stack(merged["probability"].to_numpy()), np.stack(merged["crf"].to_numpy())],
+                            [1 - weight, weight], prior_bias(counts, correction))
+    out = merged[["doc_id", "line_number", "label"]].copy()
+    out["prediction"], out["probability"] = p.argmax(axis=1).astype(float), list(p)
+    return out
+
+
 def compare_on_fold(
     data: FoldData,
     models: Sequence[str] = MODELS,
@@ -281,9 +319,13 @@ def compare_on_fold(
     feature_crf: CRFSettings = FEATURE_CRF,
     block_size: int = DEFAULT_BLOCK_SIZE,
     settings: dict[str, Any] | None = None,
+    blend: tuple[float, float] = (DEFAULT_CRF_WEIGHT, DEFAULT_PRIOR_CORRECTION),
     **classifier_params: Any,
 ) -> JournalComparison:
-    """Fit the chosen models on ``data``'s training rows and evaluate each on its test rows."""
+    """Fit the chosen models on ``data``'s training rows and evaluate each on its test rows.
+
+    ``blend`` is the CRF's weight and the prior correction of the ``"blend"`` model.
+    """
     models = _check_models(models)
     classifier = BiLSTMClassifier(**classifier_params)
     labels = data.labels
@@ -312,6 +354,11 @@ def compare_on_fold(
             fitted = fit_crf(train_docs.texts, train_docs.labels, crf_settings)
             fit_seconds[name] = time.perf_counter() - started
             rows[name] = test_docs.frame(index, crf_predict(fitted, test_docs.texts, crf_settings))
+            if name == "feature_crf" and "blend" in models:
+                rows["blend"] = _blend_rows(rows["bilstm"], fitted, test_docs, crf_settings, labels,
+                                            [sum(y == label for doc in train_docs.labels for y in doc)
+                                             for label in labels], blend)
+                fit_seconds["blend"] = fit_seconds["bilstm"] + fit_seconds[name]
     if "logistic" in models:
         weight = F.element_at(F.array(*[F.lit(w) for w in weights]), F.col("label").cast("int") + 1)
         started = time.perf_counter()
@@ -411,8 +458,9 @@ class JournalFolds:
     def mean_macro_f1(self, model: str) -> float:
         return float(np.mean([r.reports[model].macro_f1 for r in self.folds.values()]))
 
-    def bootstrap(self, other: str, statistic: str = "mean", resamples: int = 2000) -> BootstrapInterval:
-        return paired_bootstrap({k: r.blocks["bilstm"] for k, r in self.folds.items()},
+    def bootstrap(self, other: str, statistic: str = "mean", resamples: int = 2000,
+                  subject: str = "bilstm") -> BootstrapInterval:
+        return paired_bootstrap({k: r.blocks[subject] for k, r in self.folds.items()},
                                 {k: r.blocks[other] for k, r in self.folds.items()}, statistic, resamples)
 
     def summary(self) -> dict[str, Any]:
@@ -422,9 +470,9 @@ class JournalFolds:
                    "per_fold": {k: r.reports[name].macro_f1 for k, r in self.folds.items()}}
             for name in models
         }
-        if "bilstm" in models:
-            for name in models[1:]:
-                out["bilstm"][f"vs_{name}"] = {s: self.bootstrap(name, s).to_dict() for s in ("mean", "pooled")}
+        for subject, name in _comparisons(models):
+            out[subject][f"vs_{name}"] = {s: self.bootstrap(name, s, subject=subject).to_dict()
+                                          for s in ("mean", "pooled")}
         return out
 
     def format(self) -> str:
@@ -441,13 +489,13 @@ class JournalFolds:
             pr = "  ".join(f"{label} {p:.3f} / {r:.3f}" for label, p, r in
                            zip(pooled.labels, pooled.precision, pooled.recall) if label in _RARE)
             parts.append(f"{name:<12} {self.mean_macro_f1(name):>14.4f} {pooled.macro_f1:>16.4f}  {pr}")
-        if "bilstm" in models:
-            for name in models[1:]:
-                mean, pooled = self.bootstrap(name, "mean"), self.bootstrap(name, "pooled")
-                wins = sum(r.reports["bilstm"].macro_f1 >= r.reports[name].macro_f1 for r in self.folds.values())
-                parts.append(f"BiLSTM vs {name}: mean macro-F1 gain {mean.format()}, pooled {pooled.format()} "
-                             f"(95 % block-bootstrap intervals); at least its macro-F1 on {wins} of "
-                             f"{len(self.folds)} folds")
+        for subject, name in _comparisons(models):
+            mean = self.bootstrap(name, "mean", subject=subject)
+            pooled = self.bootstrap(name, "pooled", subject=subject)
+            wins = sum(r.reports[subject].macro_f1 >= r.reports[name].macro_f1 for r in self.folds.values())
+            parts.append(f"{subject} vs {name}: mean macro-F1 gain {mean.format()}, pooled {pooled.format()} "
+                         f"(95 % block-bootstrap intervals); at least its macro-F1 on {wins} of "
+                         f"{len(self.folds)} folds")
         return "\n".join(parts).rstrip()
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.ml.util import MLReader
+from pyspark.ml.util import MLReadable, MLReader, MLWritable
 
 from skol_spark.compat.connect import check_connect_support
 from skol_spark.errors import CorruptModelError
@@ -25,12 +25,19 @@ from skol_spark.stores.directory import (
     save_stage_directory,
 )
 
-__all__ = ["SAVED_CLASS_NAMES", "saved_class_name", "saved_stage", "restore"]
+__all__ = [
+    "SAVED_CLASS_NAMES", "saved_class_name", "saved_stage", "restore",
+    "ParamsPersistence", "set_params", "fitted_model",
+]
 
 SAVED_CLASS_NAMES = {
     "BiLSTMClassifier": "skol_spark.estimator.BiLSTMClassifier",
     "BiLSTMClassificationModel": "skol_spark.estimator.BiLSTMClassificationModel",
     "MergeLabels": "skol_spark.estimator.MergeLabels",
+    "ProbabilityBlend": "skol_spark.stages.blend.ProbabilityBlend",
+    "ProbabilityBlendModel": "skol_spark.stages.blend.ProbabilityBlendModel",
+    "FeatureCRF": "skol_spark.skol.feature_crf.FeatureCRF",
+    "FeatureCRFModel": "skol_spark.skol.feature_crf.FeatureCRFModel",
 }
 
 
@@ -106,6 +113,34 @@ class ParamsReader(_Reader):
         check_connect_support("loading")
         stage, _ = load_stage_directory(self.sparkSession, path, saved_class_name(self.cls), "Stage directory")
         return restore(self.cls, stage, f"Stage directory {path!r}")
+
+
+class ParamsPersistence(MLReadable, MLWritable):
+    """Saving and loading for a stage that is only its Params (Spark ML metadata, no body)."""
+
+    def write(self) -> ParamsWriter:
+        return ParamsWriter(self)
+
+    @classmethod
+    def read(cls) -> ParamsReader:
+        return ParamsReader(cls)
+
+
+def set_params(stage: Any, params: dict[str, Any]) -> None:
+    """Set ``params`` on ``stage``; a name it does not have is a TypeError naming the class."""
+    unknown = sorted(name for name in params if not stage.hasParam(name))
+    if unknown:
+        raise TypeError(f"Expected Params of {type(stage).__name__}. Received unknown name(s): {unknown}.")
+    stage._set(**params)
+
+
+def fitted_model(estimator: Any, model_cls: type, **values: Any) -> Any:
+    """A ``model_cls`` with the estimator's uid and Params, plus ``values`` (its fitted Params)."""
+    model = model_cls()
+    model._resetUid(estimator.uid)
+    estimator._copyValues(model)
+    model._set(**values)
+    return model
 
 
 class ClassifierWriter(_Writer):

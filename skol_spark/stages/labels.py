@@ -14,15 +14,14 @@ from typing import Any
 from pyspark.ml import Transformer
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
-from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import DataFrame
 
-from skol_spark.stages.io import ParamsReader, ParamsWriter
+from skol_spark.stages.io import ParamsPersistence, set_params
 
 __all__ = ["MergeLabels"]
 
 
-class MergeLabels(Transformer, HasInputCol, HasOutputCol, MLReadable, MLWritable):
+class MergeLabels(Transformer, HasInputCol, HasOutputCol, ParamsPersistence):
     """Copy ``inputCol`` to ``outputCol``, replacing every label not in ``keep`` by ``other``.
 
     Null labels stay null. Without ``inputCol`` in the input, the input is returned unchanged.
@@ -43,6 +42,8 @@ class MergeLabels(Transformer, HasInputCol, HasOutputCol, MLReadable, MLWritable
     >>> stage.transform(df).select("label", "label3")        # doctest: +SKIP
     """
 
+    _stored_as_params = True  # a PipelineModel in Redis records it as its Params (stages.pipeline_store)
+
     keep: Param[list[str]] = Param(
         Params._dummy(), "keep", "labels kept as they are.", typeConverter=TypeConverters.toListString
     )
@@ -52,10 +53,7 @@ class MergeLabels(Transformer, HasInputCol, HasOutputCol, MLReadable, MLWritable
 
     def __init__(self, **params: Any):
         super().__init__()
-        unknown = sorted(name for name in params if not self.hasParam(name))
-        if unknown:
-            raise TypeError(f"Expected Params of MergeLabels. Received unknown name(s): {unknown}.")
-        self._set(**params)
+        set_params(self, params)
 
     def getKeep(self) -> list[str]:
         return self.getOrDefault(self.keep)
@@ -78,10 +76,3 @@ class MergeLabels(Transformer, HasInputCol, HasOutputCol, MLReadable, MLWritable
             .otherwise(F.lit(self.getOther()))
         )
         return dataset.withColumn(self.getOutputCol(), merged)
-
-    def write(self) -> Any:
-        return ParamsWriter(self)
-
-    @classmethod
-    def read(cls) -> Any:
-        return ParamsReader(cls)

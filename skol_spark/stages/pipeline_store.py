@@ -42,7 +42,6 @@ import numpy as np
 from skol_spark.compat.connect import is_remote
 from skol_spark.errors import ChecksumMismatchError, CorruptModelError, SparkConnectUnsupportedError
 from skol_spark.stages.io import restore, saved_class_name, saved_stage
-from skol_spark.stages.labels import MergeLabels
 from skol_spark.stages.model import BiLSTMClassificationModel
 from skol_spark.stores.directory import SavedStage, model_from_parts, model_to_parts, parse_metadata
 from skol_spark.stores.redis_store import REDIS_CHUNK_BYTES, load_parts_from_redis, save_parts_to_redis
@@ -53,7 +52,22 @@ PIPELINE_CLASS = "pyspark.ml.pipeline.PipelineModel"
 PIPELINE_FORMAT_VERSION = 1
 _FEATURE_PACKAGE = "org.apache.spark.ml.feature."
 _BILSTM = saved_class_name(BiLSTMClassificationModel)
-_MERGE = saved_class_name(MergeLabels)
+
+
+def _params_only(class_name: str) -> type | None:
+    """The skol_spark stage class ``class_name`` names if it is stored as its Params alone
+    (``_stored_as_params``: MergeLabels, ProbabilityBlendModel, FeatureCRFModel), else None.
+    Only skol_spark's own modules are imported."""
+    import importlib
+
+    module, _, name = class_name.rpartition(".")
+    if not module.startswith("skol_spark."):
+        return None
+    try:
+        cls = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+    return cls if isinstance(cls, type) and getattr(cls, "_stored_as_params", False) else None
 
 
 def _refuse_connect(what: str) -> None:
@@ -96,15 +110,16 @@ def _stage_record(index: int, stage: Any, arrays: dict[str, np.ndarray], spark_v
         metadata, body = model_to_parts(saved_stage(stage), stage.trainedNetwork, spark_version)
         arrays[f"s{index}.weights"] = np.frombuffer(body, dtype=np.uint8)
         return {"class": _BILSTM, "metadata": metadata, "body": f"s{index}.weights"}
-    if isinstance(stage, MergeLabels):
+    if getattr(type(stage), "_stored_as_params", False):
         record = saved_stage(stage)
-        return {"class": _MERGE, "uid": record.uid, "paramMap": record.param_map,
+        return {"class": record.class_name, "uid": record.uid, "paramMap": record.param_map,
                 "defaultParamMap": record.default_param_map}
     java_class = stage._java_obj.getClass().getName() if isinstance(stage, JavaParams) else ""
     if not java_class.startswith(_FEATURE_PACKAGE):
         raise ValueError(
             f"Cannot store stage {index} ({type(stage).__name__} {stage.uid!r}) in Redis: the store holds "
-            "Spark's feature stages, MergeLabels and BiLSTMClassificationModel. Save this PipelineModel "
+            "Spark's feature stages, MergeLabels, FeatureCRFModel, ProbabilityBlendModel and "
+            "BiLSTMClassificationModel. Save this PipelineModel "
             "to a directory instead."
         )
     param_map, default_map = _params(stage)
@@ -260,10 +275,10 @@ def pipeline_from_parts(metadata: str | bytes, body: bytes, source: str) -> Any:
                 weights = arrays[record["body"]].tobytes()
                 stage, network = model_from_parts(record["metadata"], weights, _BILSTM, source)
                 stages.append(BiLSTMClassificationModel._from_saved(stage, network, source))
-            elif record["class"] == _MERGE:
-                saved = SavedStage(_MERGE, record["uid"], record.get("paramMap", {}),
+            elif (params_only := _params_only(record["class"])) is not None:
+                saved = SavedStage(record["class"], record["uid"], record.get("paramMap", {}),
                                    record.get("defaultParamMap", {}))
-                stages.append(restore(MergeLabels, saved, source))
+                stages.append(restore(params_only, saved, source))
             else:
                 stages.append(_java_stage(record, arrays, source))
     except (KeyError, TypeError) as exc:
