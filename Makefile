@@ -35,7 +35,7 @@ demo: $(DEMO_STAMP)
 # Two test processes (pytest-xdist), each with its own local Spark (DEVELOPERS.md). loadfile:
 # a test file runs in one of them, so its module fixtures (fitted models, a data-parallel fit)
 # are built once, not once in each process that draws one of its tests.
-PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 --dist loadfile
+PYTEST := PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 test: $(STAMP)
 	$(PYTEST) -m "not slow"
