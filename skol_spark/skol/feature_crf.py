@@ -34,6 +34,7 @@ from pyspark.ml.param.shared import HasLabelCol, HasPredictionCol, HasProbabilit
 from pyspark.sql import DataFrame
 
 from skol_spark.skol.crf_baseline import FEATURE_CRF, CRFSettings, document_features
+from skol_spark.stages.blend import check_class_indices
 from skol_spark.stages.io import ParamsPersistence, fitted_model, set_params
 
 __all__ = ["FeatureCRF", "FeatureCRFModel", "train_crf"]
@@ -149,10 +150,7 @@ class FeatureCRF(Estimator, _CRFParams, ParamsPersistence):
         values = {y for doc in documents.labels for y in doc}
         if not values:
             raise ValueError(f"FeatureCRF needs labelled rows to fit; {label!r} has none.")
-        if any(float(y) != int(y) or y < 0 for y in values):
-            raise ValueError(
-                f"Expected FeatureCRF labels to be class indices 0, 1, ... Received: {sorted(values)[:10]}"
-            )
+        check_class_indices(values, "FeatureCRF")
         labels = [[str(int(y)) for y in doc] for doc in documents.labels]
         blob = train_crf(documents.texts, labels, settings)
         return fitted_model(self, FeatureCRFModel, crfModel=base64.b64encode(blob).decode("ascii"),
