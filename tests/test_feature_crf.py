@@ -99,7 +99,6 @@ def journal(spark):
 
 
 @needs_data
-@pytest.mark.connect
 def test_feature_crf_gives_the_baselines_marginals_on_every_row_and_round_trips(spark, journal, tmp_path):
     from skol_spark.skol.crf_baseline import FEATURE_CRF, collect_documents, document_features
     from skol_spark.skol.feature_crf import FeatureCRF, FeatureCRFModel
