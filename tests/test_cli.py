@@ -467,7 +467,7 @@ def test_a_normal_train_prints_a_few_lines(tmp_path):
     lines = done.stdout.splitlines() + done.stderr.splitlines()
     assert len(lines) <= 25, lines
     assert [line for line in lines if _NOISE.search(line)] == [], lines
-    assert "fitting the text features, then the BiLSTM on " in done.stderr
+    assert "fitting the text features, then the CRF and the BiLSTM on " in done.stderr
     assert "training an ensemble of 3 networks, 2 epochs, on 40 rows" in done.stderr  # the default ensemble
     assert [line.split(":")[0] for line in done.stderr.splitlines() if line.startswith("network ")] == [
         "network 1/3", "network 2/3", "network 3/3"]

@@ -73,6 +73,8 @@ def test_blend_refuses_what_it_cannot_combine(scored):
         ProbabilityBlend(probabilityCol=["a", "b"], weight=[1.0])
     with pytest.raises(ValueError, match="labels to be class indices"):
         ProbabilityBlend(probabilityCols=["a", "b"]).fit(df.withColumn("label", df.label + 0.5))
+    with pytest.raises(ValueError, match=r"labels to be class indices 0, 1, ... Received: \['0.0', '1.0', '2.0'\]"):
+        ProbabilityBlend(probabilityCols=["a", "b"]).fit(df.withColumn("label", df.label.cast("string")))
     model = ProbabilityBlend(probabilityCols=["a", "b"]).fit(df)
     with pytest.raises(ValueError, match=r"the input has no column\(s\) \['b'\]"):
         model.transform(df.drop("b"))
@@ -97,7 +99,6 @@ def journal(spark):
 
 
 @needs_data
-@pytest.mark.connect
 def test_feature_crf_gives_the_baselines_marginals_on_every_row_and_round_trips(spark, journal, tmp_path):
     from skol_spark.skol.crf_baseline import FEATURE_CRF, collect_documents, document_features
     from skol_spark.skol.feature_crf import FeatureCRF, FeatureCRFModel
@@ -139,6 +140,8 @@ def test_feature_crf_refuses_labels_that_are_not_class_indices(journal):
     train, _ = journal
     with pytest.raises(ValueError, match="labels to be class indices"):
         FeatureCRF(labelCol="label_index", maxIter=1).fit(train.withColumn("label_index", train.label_index - 1))
+    with pytest.raises(ValueError, match=r"labels to be class indices 0, 1, ... Received: \['Description'"):
+        FeatureCRF(labelCol="label3", maxIter=1).fit(train)
     with pytest.raises(ValueError, match=r"the input has no column\(s\) \['paragraph'\]"):
         FeatureCRF(labelCol="label_index", textCol="paragraph").fit(train)
     with pytest.raises(ValueError, match="maxIter >= 1"):

@@ -133,8 +133,8 @@ def paragraph_shape(text: str, ratio_bins: int = 10) -> dict[str, float]:
     """The binary shape cues of one paragraph, as ``{name: 1.0}``."""
     stripped = text.strip()
     n = max(1, len(stripped))
-    capitals = sum(c.isupper() for c in stripped) / n
-    digits = sum(c.isdigit() for c in stripped) / n
+    capitals = sum(map(str.isupper, stripped)) / n
+    digits = sum(map(str.isdigit, stripped)) / n
     punctuation = len(_PUNCT.findall(stripped)) / n
     lines = stripped.count("\n") + 1
     shape = {
@@ -184,14 +184,19 @@ def _rich_words(text: str, settings: CRFSettings) -> dict[str, float]:
     return features
 
 
-def paragraph_features(text: str, settings: CRFSettings = CRFSettings()) -> dict[str, float]:
+def paragraph_features(
+    text: str,
+    settings: CRFSettings = CRFSettings(),
+    shape: dict[str, float] | None = None,
+    cues: dict[str, float] | None = None,
+) -> dict[str, float]:
     """Word unigrams plus shape cues of one paragraph (no context); the rich recipe adds its
-    word features and cues."""
+    word features and cues. ``shape`` and ``cues``: the paragraph's, if already computed."""
     features = {f"w={w}": 1.0 for w in _words(text, settings.max_tokens)}
-    features.update(paragraph_shape(text, settings.ratio_bins))
+    features.update(shape if shape is not None else paragraph_shape(text, settings.ratio_bins))
     if settings.features == "rich":
         features.update(_rich_words(text, settings))
-        features.update(paragraph_cues(text))
+        features.update(cues if cues is not None else paragraph_cues(text))
     features["bias"] = 1.0
     return features
 
@@ -204,7 +209,7 @@ def document_features(texts: Sequence[str], settings: CRFSettings = CRFSettings(
     cues = [paragraph_cues(t) for t in texts] if rich else []
     items = []
     for i, text in enumerate(texts):
-        features = paragraph_features(text, settings)
+        features = paragraph_features(text, settings, shapes[i], cues[i] if rich else None)
         for offset, flag in ((-1, "doc_start"), (1, "doc_end")):
             j = i + offset
             if not 0 <= j < len(texts):

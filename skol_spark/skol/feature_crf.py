@@ -34,9 +34,10 @@ from pyspark.ml.param.shared import HasLabelCol, HasPredictionCol, HasProbabilit
 from pyspark.sql import DataFrame
 
 from skol_spark.skol.crf_baseline import FEATURE_CRF, CRFSettings, document_features
+from skol_spark.stages.blend import check_class_indices
 from skol_spark.stages.io import ParamsPersistence, fitted_model, set_params
 
-__all__ = ["FeatureCRF", "FeatureCRFModel", "train_crf"]
+__all__ = ["FeatureCRF", "FeatureCRFModel", "train_crf", "label_frames"]
 
 CRF_STAGE_MISSING = (
     "FeatureCRF needs python-crfsuite, a dependency of skol_spark, on the driver and the executors. "
@@ -149,10 +150,7 @@ class FeatureCRF(Estimator, _CRFParams, ParamsPersistence):
         values = {y for doc in documents.labels for y in doc}
         if not values:
             raise ValueError(f"FeatureCRF needs labelled rows to fit; {label!r} has none.")
-        if any(float(y) != int(y) or y < 0 for y in values):
-            raise ValueError(
-                f"Expected FeatureCRF labels to be class indices 0, 1, ... Received: {sorted(values)[:10]}"
-            )
+        check_class_indices(values, "FeatureCRF")
         labels = [[str(int(y)) for y in doc] for doc in documents.labels]
         blob = train_crf(documents.texts, labels, settings)
         return fitted_model(self, FeatureCRFModel, crfModel=base64.b64encode(blob).decode("ascii"),
@@ -184,16 +182,16 @@ class FeatureCRFModel(Model, _CRFParams, ParamsPersistence):
         from pyspark.sql import functions as F
         from pyspark.sql import types as T
 
+        from skol_spark.compat.executors import on_executors
         from skol_spark.compat.shims import array_to_vector
         from skol_spark.transform.udf import group_documents
 
         doc, position, text = self.getDocIdCol(), self.getPositionCol(), self.getTextCol()
         self._require(dataset, [doc, position, text], "FeatureCRFModel")
-        blob, k, settings = self.getOrDefault(self.crfModel), self.getNumClasses(), self.settings()
-
-        def label(frames: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
-            yield from _label_frames(frames, blob, k, settings)
-
+        # What Spark ships: the model file, K and the settings; an executor that cannot import
+        # skol_spark fails naming its Python (as the BiLSTM's transform does).
+        label = on_executors(__name__, "label_frames", self.getOrDefault(self.crfModel), self.getNumClasses(),
+                             self.settings(), types=(Iterator[pd.DataFrame], Iterator[pd.Series]))
         udf = F.pandas_udf(label, T.ArrayType(T.DoubleType()))
         scored = "__skol_spark_crf"
         out = group_documents(dataset, doc, position).withColumn(
@@ -237,7 +235,7 @@ def _document_marginals(tagger: Any, texts: list[str], k: int, settings: CRFSett
     return out
 
 
-def _label_frames(frames: Iterator[pd.DataFrame], blob: str, k: int, settings: CRFSettings) -> Iterator[pd.Series]:
+def label_frames(frames: Iterator[pd.DataFrame], blob: str, k: int, settings: CRFSettings) -> Iterator[pd.Series]:
     """Executor side: rows arrive grouped by document and in position order, a document possibly
     split across frames; each document is labelled whole, and the outputs keep the input's order."""
     tagger = _tagger(blob)

@@ -26,11 +26,19 @@ from pyspark.sql import DataFrame
 
 from skol_spark.stages.io import ParamsPersistence, fitted_model, set_params
 
-__all__ = ["ProbabilityBlend", "ProbabilityBlendModel", "prior_bias", "blend_probabilities"]
+__all__ = ["ProbabilityBlend", "ProbabilityBlendModel", "prior_bias", "blend_probabilities", "check_class_indices"]
 
 # Probabilities are floored here before their logarithm: a model that is certain (p = 0 for a class)
 # vetoes that class without making every score -inf.
 _FLOOR = 1e-9
+
+
+def check_class_indices(values: Any, name: str) -> None:
+    """Refuse label values that are not class indices 0, 1, ... (a StringIndexer's output)."""
+    if any(isinstance(v, (str, bytes, bool)) or not isinstance(v, (int, float)) or v < 0 or float(v) != int(v)
+           for v in values):
+        shown = sorted(values, key=str)[:10]
+        raise ValueError(f"Expected {name} labels to be class indices 0, 1, ... Received: {shown}")
 
 
 def prior_bias(counts: list[int], correction: float) -> list[float]:
@@ -142,10 +150,7 @@ class ProbabilityBlend(Estimator, _BlendParams, ParamsPersistence):
         if not rows:
             raise ValueError(f"ProbabilityBlend needs labelled rows to fit; {label!r} has none.")
         indices = [row["c"] for row in rows]
-        if any(float(c) != int(c) or c < 0 for c in indices):
-            raise ValueError(
-                f"Expected ProbabilityBlend labels to be class indices 0, 1, ... Received: {sorted(indices)}"
-            )
+        check_class_indices(indices, "ProbabilityBlend")
         names = [str(v) for v in dataset.schema[label].metadata.get("ml_attr", {}).get("vals", [])]
         counts = [0] * max(int(max(indices)) + 1, len(names))
         for row in rows:
