@@ -33,7 +33,7 @@ from select_journals import DATA, FOLDS, RESULTS, _slug  # noqa: E402
 
 from skol_spark.skol.protocol import DEFAULT_BLOCK_SIZE, block_confusions, paired_bootstrap  # noqa: E402
 from skol_spark.skol.text_pipeline import DEFAULT_CRF_WEIGHT, DEFAULT_PRIOR_CORRECTION  # noqa: E402
-from skol_spark.stages.blend import blend_probabilities  # noqa: E402
+from skol_spark.stages.blend import blend_probabilities, prior_bias  # noqa: E402
 from skol_spark.stages.evaluation import ClassificationReport  # noqa: E402
 
 
@@ -98,10 +98,6 @@ def _blocks(docs: list[str], lines: Any, truth: Any, predicted: Any, k: int) -> 
                             k, DEFAULT_BLOCK_SIZE)
 
 
-def _bias(counts: np.ndarray, correction: float) -> list[float]:
-    return [float((counts.max() / c) ** correction) for c in counts]
-
-
 def _markdown(folds: dict[str, tuple], args: argparse.Namespace) -> str:
     """One row per model, one column per fold, then the LOVO mean and pooled P / R of the rare classes."""
     names = list(folds)
@@ -119,7 +115,7 @@ def _markdown(folds: dict[str, tuple], args: argparse.Namespace) -> str:
         macro, pooled = {}, 0
         blocks = {}
         for fold, (labels, bilstm, crf, y, counts, _, docs, positions, (keys, _)) in folds.items():
-            p = blend_probabilities([bilstm, crf], [1 - w, w], _bias(counts, g))
+            p = blend_probabilities([bilstm, crf], [1 - w, w], prior_bias(list(counts), g))
             matrix = confusion(y, p.argmax(axis=1), len(labels))
             macro[fold] = ClassificationReport(labels, matrix).macro_f1
             mine, blocks[fold] = _blocks(docs, positions, y, p.argmax(axis=1), len(labels))
@@ -170,7 +166,7 @@ def main() -> None:
         for g in [float(x) for x in args.corrections.split(",")]:
             macro, pooled, labels = {}, 0, []
             for fold, (labels, bilstm, crf, y, counts, *_) in folds.items():
-                p = blend_probabilities([bilstm, crf], [1 - w, w], _bias(counts, g))
+                p = blend_probabilities([bilstm, crf], [1 - w, w], prior_bias(list(counts), g))
                 matrix = confusion(y, p.argmax(axis=1), len(labels))
                 macro[fold], pooled = ClassificationReport(labels, matrix).macro_f1, pooled + matrix
             report = ClassificationReport(labels, pooled)
