@@ -104,6 +104,48 @@ def test_build_network_refuses_ensembles_it_cannot_average(options, message):
         build_network(W, D, K, ensemble_size=0)
 
 
+# -- training ----------------------------------------------------------------------------------
+
+
+def _training_data(sparse: bool):
+    from skol_spark.fit.training_data import FeatureRows, TrainingData
+
+    rng = np.random.default_rng(4)
+    lengths = np.array([9, 14, 7, 12])
+    n = int(lengths.sum())
+    dense = (rng.random((n, D)) < 0.15) * rng.uniform(0.5, 2.0, (n, D)).astype("float32")
+    labels = rng.integers(0, K, n)
+    if not sparse:
+        return TrainingData(FeatureRows.from_dense(dense), labels, lengths)
+    indptr = np.concatenate([[0], np.cumsum((dense != 0).sum(axis=1))]).astype(np.int64)
+    indices = np.concatenate([np.flatnonzero(row) for row in dense]).astype(np.int32)
+    csr = (indptr, indices, dense[dense != 0].astype("float32"))
+    return TrainingData(FeatureRows(np.arange(n), D, csr=csr), labels, lengths)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_members_trained_in_turn_on_one_compiled_model_equal_members_trained_alone(sparse):
+    """train_network reuses one compiled single network for every member; each member's weights
+    are bit for bit what training it as a network of its own gives (weights, dropout masks, batch
+    order, a fresh optimizer), also with validation and early stopping."""
+    from skol_spark.fit.progress import FitProgress
+    from skol_spark.fit.training import TrainingConfig, _MemberTrainer, new_network, split_validation, train_network
+
+    data = _training_data(sparse)
+    config = TrainingConfig(window_size=W, num_classes=K, class_weights=[1.0, 2.0, 0.5], hidden_size=4,
+                            embedding_size=E, num_layers=1, dropout=0.3, output_layer="softmax", epochs=3,
+                            batch_size=2, learning_rate=0.05, seed=3, validation_fraction=0.3,
+                            early_stopping_patience=1, predict_batch_size=8, ensemble_size=M)
+    network, history = train_network(data, config)
+    split = split_validation(data.doc_lengths, config.validation_fraction, config.seed, config.window_size)
+    for m, trained in enumerate(ensemble_members(network)):
+        alone = ensemble_members(new_network(config, D))[m]  # member m's own initial weights and seeds
+        _MemberTrainer(alone, data, split, config).fit(FitProgress(False, config.epochs), m, seed=config.seed + m)
+        for got, expected in zip(trained.get_weights(), alone.get_weights()):
+            np.testing.assert_array_equal(got, expected)
+    assert len(history["best_epoch"]) == M
+
+
 # -- the estimator -----------------------------------------------------------------------------
 
 

@@ -6,7 +6,6 @@ are gathered batch by batch, so the training data exists once in memory.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -402,7 +401,9 @@ def train_network(
     An ensemble (``config.ensemble_size`` M > 1) trains its members one after
     the other, member m as a single network (its layers seeded from
     ``member_seed(seed, m)``, its batches ordered by ``seed + m``), all on the same training rows and validated on the
-    same held-out rows, then averages them into one network. Its history holds
+    same held-out rows, then averages them into one network. The members go
+    through one compiled training model in turn (:class:`_MemberTrainer`), so
+    Keras traces the training step once, not once a member. Its history holds
     member 0's metrics under the usual names, the others' as
     ``member_<m>/<metric>``, ``best_epoch`` one value per member and
     ``ensemble_val_macro_f1`` the whole network's validation macro-F1.
@@ -412,15 +413,22 @@ def train_network(
     split = split_validation(data.doc_lengths, config.validation_fraction, config.seed, config.window_size)
     members = ensemble_members(network)
     progress = progress or FitProgress(False, config.epochs, len(members))
+    trainer = _MemberTrainer(members[0], data, split, config)
     if len(members) == 1:
-        return network, _fit(network, data, split, config, progress)
+        return network, trainer.fit(progress)
     history: dict[str, list[float]] = {}
     best = []
-    for m, member in enumerate(members):
-        one = _fit(member, data, split, dataclasses.replace(config, seed=config.seed + m), progress, m)
+    starts = [(member.get_weights(), [v.numpy() for v in member.non_trainable_variables]) for member in members]
+    trained = []
+    for m, start in enumerate(starts):
+        trainer.start_from(*start)
+        one = trainer.fit(progress, m, seed=config.seed + m)
+        trained.append(trainer.network.get_weights())
         progress.network_done(m, one)
         best += one.pop("best_epoch", [])
         history.update(one if m == 0 else {f"member_{m}/{k}": v for k, v in one.items()})
+    for member, weights in zip(members, trained):
+        member.set_weights(weights)
     set_ensemble_weights(network, members)
     if best:
         history["best_epoch"] = best
@@ -431,53 +439,78 @@ def train_network(
     return network, history
 
 
-def _fit(
-    network: keras.Model,
-    data: TrainingData,
-    split: ValidationSplit,
-    config: TrainingConfig,
-    progress: FitProgress,
-    member: int = 0,
-) -> dict[str, list[float]]:
-    """Train one single network (ensemble member ``member``) in place on ``split``'s training rows; its history.
+class _MemberTrainer:
+    """A single network compiled for training once, then trained from one starting point after another.
 
-    ``config.seed`` orders the batches; the network's layers carry their own seeds.
+    Every ensemble member has the same architecture, so one network, one
+    compiled training model and one optimizer serve them all:
+    :meth:`start_from` loads a member's initial weights and dropout
+    generator states and puts the optimizer back to its fresh state (step 0,
+    zero moments), and :meth:`fit` trains it as a network of its own would
+    train. Keras keeps the traced training step between ``fit`` calls.
     """
-    model, batches = network, _WindowBatches
-    sparse = isinstance(data.features, FeatureRows) and data.features.is_sparse
-    # Sparse batches (tf.SparseTensors) train softmax networks on TensorFlow; the
-    # others train on dense windows.
-    if (
-        sparse
-        and config.output_layer == "softmax"
-        and keras.backend.backend() == "tensorflow"
-        and split_network(network) is not None
-    ):
-        model, batches = sparse_training_model(network), _SparseWindowBatches
-    trainer = compile_trainer(model, config, sparse_rows=batches is _SparseWindowBatches)
-    train = batches(data, *split.windows(False, config.window_size), config.window_size, config.batch_size,
-                    seed=config.seed)
-    validation = None
-    if split.has_validation:
-        validation = batches(data, *split.windows(True, config.window_size), config.window_size, config.batch_size)
-    callbacks: list[keras.callbacks.Callback] = [_EpochLog(network, data, split, config, progress, member)]
-    if config.early_stopping_patience > 0:
+
+    def __init__(self, network: keras.Model, data: TrainingData, split: ValidationSplit, config: TrainingConfig):
+        self.network, self.data, self.split, self.config = network, data, split, config
+        self.model, self.batches = network, _WindowBatches
+        sparse = isinstance(data.features, FeatureRows) and data.features.is_sparse
+        # Sparse batches (tf.SparseTensors) train softmax networks on TensorFlow; the
+        # others train on dense windows.
+        if (
+            sparse
+            and config.output_layer == "softmax"
+            and keras.backend.backend() == "tensorflow"
+            and split_network(network) is not None
+        ):
+            self.model, self.batches = sparse_training_model(network), _SparseWindowBatches
+        self.trainer = compile_trainer(self.model, config, sparse_rows=self.batches is _SparseWindowBatches)
+        self.trainer.optimizer.build(self.trainer.trainable_variables)
+        self._fresh_optimizer = [v.numpy() for v in self.trainer.optimizer.variables]
+        self._forward = None  # the validation forward, shared by the members (it reads the current weights)
+
+    def start_from(self, weights: list[np.ndarray], states: list[np.ndarray]) -> None:
+        """Train next from these weights and non-trainable states (the dropout generators'), with a fresh optimizer."""
+        self.network.set_weights(weights)
+        variables = self.network.non_trainable_variables
+        if len(variables) != len(states):
+            raise ValueError(f"Expected {len(variables)} non-trainable states. Received: {len(states)}")
+        for variable, state in zip(variables, states):
+            variable.assign(state)
+        for variable, value in zip(self.trainer.optimizer.variables, self._fresh_optimizer):
+            variable.assign(value)
+
+    def fit(self, progress: FitProgress, member: int = 0, seed: int | None = None) -> dict[str, list[float]]:
+        """Train the network in place on the split's training rows (batches ordered by ``seed``,
+        by default the config's); its history."""
+        config, data, split = self.config, self.data, self.split
+        seed = config.seed if seed is None else seed
+        train = self.batches(data, *split.windows(False, config.window_size), config.window_size,
+                             config.batch_size, seed=seed)
+        validation = None
         if split.has_validation:
-            callbacks.append(_BestEpoch(config.early_stopping_patience, progress))
-        else:
-            logger.warning("early stopping is off: %d training rows leave none for validation", len(data.labels))
-    history = trainer.fit(
-        train,
-        validation_data=validation,
-        epochs=config.epochs,
-        verbose=0,
-        callbacks=callbacks,
-        shuffle=False,  # the batches shuffle themselves, from config.seed, not Python's global random
-    )
-    clean = {k: [float(v) for v in values] for k, values in history.history.items()}
-    if len(callbacks) > 1:
-        clean["best_epoch"] = [float(callbacks[1].best_epoch)]
-    return clean
+            validation = self.batches(data, *split.windows(True, config.window_size), config.window_size,
+                                      config.batch_size)
+        log = _EpochLog(self.network, data, split, config, progress, member)
+        log.forward = self._forward
+        callbacks: list[keras.callbacks.Callback] = [log]
+        if config.early_stopping_patience > 0:
+            if split.has_validation:
+                callbacks.append(_BestEpoch(config.early_stopping_patience, progress))
+            else:
+                logger.warning("early stopping is off: %d training rows leave none for validation", len(data.labels))
+        history = self.trainer.fit(
+            train,
+            validation_data=validation,
+            epochs=config.epochs,
+            verbose=0,
+            callbacks=callbacks,
+            shuffle=False,  # the batches shuffle themselves, from the seed, not Python's global random
+        )
+        self._forward = log.forward
+        clean = {k: [float(v) for v in values] for k, values in history.history.items()}
+        if len(callbacks) > 1:
+            clean["best_epoch"] = [float(callbacks[1].best_epoch)]
+        return clean
 
 
 def verify_rebuild(model: keras.Model, data: TrainingData, window_size: int) -> TrainedNetwork:
