@@ -21,7 +21,9 @@ on 20,000 other positions. From the two sizes: the time per extra position
 **cluster** (``spark-submit --master local-cluster[2,1,2048]``, two executors
 of one core): the data-parallel path with one worker (the test-only switch
 ``orchestration.DATA_PARALLEL_FROM = 1``, batch 8) and with two (batch 16:
-8 a worker), each after a warm-up; steady state is the second epoch, timed
+8 a worker), each after a warm-up, on ``--cluster-positions`` positions
+(192,000: a second epoch of 4-8 s; at 64,000 it lasted 1.6-2.5 s and one
+run's ratio swung from 1.2 to 1.9); steady state is the second epoch, timed
 by rank 0 (``first_epoch`` to ``trained``): positions per second.
 
 **sparse**: hashed sparse rows (``bench_wide_features.jvm_hashed_documents``)
@@ -278,7 +280,7 @@ def main() -> None:
     parser.add_argument("--part", choices=["local", "cluster", "sparse", "all"], default="all")
     parser.add_argument("--positions", type=int, nargs=2, default=[64_000, 192_000])
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--cluster-positions", type=int, default=64_000)
+    parser.add_argument("--cluster-positions", type=int, default=192_000)
     parser.add_argument("--sparse-positions", type=int, default=20_000)
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
