@@ -204,6 +204,17 @@ def jvm_documents(spark, rows: int, doc_length: int, num_features: int = 8):
     )
 
 
+def sparse_rows(n: int, width: int, density: float, seed: int):
+    """``n`` random rows with about ``density`` of their cells non-zero: the dense array and its CSR
+    ``(indptr, indices, values)``, as ``FeatureRows(..., csr=...)`` takes them."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    dense = ((rng.random((n, width)) < density) * rng.normal(size=(n, width))).astype(np.float32)
+    indptr = np.concatenate([[0], np.cumsum((dense != 0).sum(axis=1))])
+    return dense, (indptr, np.nonzero(dense)[1].astype(np.int32), dense[dense != 0])
+
+
 def small_model(num_features: int = 8, seed: int = 7):
     """An untrained BiLSTM (window 16, 4 units, 3 classes), wrapped without fitting."""
     from skol_spark import BiLSTMClassificationModel

@@ -108,19 +108,15 @@ def test_build_network_refuses_ensembles_it_cannot_average(options, message):
 
 
 def _training_data(sparse: bool):
+    from conftest import sparse_rows
+
     from skol_spark.fit.training_data import FeatureRows, TrainingData
 
-    rng = np.random.default_rng(4)
     lengths = np.array([9, 14, 7, 12])
-    n = int(lengths.sum())
-    dense = (rng.random((n, D)) < 0.15) * rng.uniform(0.5, 2.0, (n, D)).astype("float32")
-    labels = rng.integers(0, K, n)
-    if not sparse:
-        return TrainingData(FeatureRows.from_dense(dense), labels, lengths)
-    indptr = np.concatenate([[0], np.cumsum((dense != 0).sum(axis=1))]).astype(np.int64)
-    indices = np.concatenate([np.flatnonzero(row) for row in dense]).astype(np.int32)
-    csr = (indptr, indices, dense[dense != 0].astype("float32"))
-    return TrainingData(FeatureRows(np.arange(n), D, csr=csr), labels, lengths)
+    dense, csr = sparse_rows(int(lengths.sum()), D, 0.15, seed=4)
+    labels = np.random.default_rng(4).integers(0, K, len(dense))
+    rows = FeatureRows(np.arange(len(dense)), D, csr=csr) if sparse else FeatureRows.from_dense(dense)
+    return TrainingData(rows, labels, lengths)
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])

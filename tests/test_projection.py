@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import sparse_rows as _sparse_rows
 
 from skol_spark.core.windows import predict_block, window_index, window_rows
 from skol_spark.errors import InvalidRowError
@@ -24,13 +25,6 @@ from skol_spark.transform import predict
 
 W, D, K, E = 6, 40, 3, 5
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def _sparse_rows(n, width, density, seed):
-    rng = np.random.default_rng(seed)
-    dense = ((rng.random((n, width)) < density) * rng.normal(size=(n, width))).astype(np.float32)
-    indptr = np.concatenate([[0], np.cumsum((dense != 0).sum(axis=1))])
-    return dense, (indptr, np.nonzero(dense)[1].astype(np.int32), dense[dense != 0])
 
 
 def _vector_column(dense, sparse):
