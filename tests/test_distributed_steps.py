@@ -6,7 +6,9 @@ windows, and the row-sparse step on CSR rows with either exchange of the
 kernel rows. Their weights must equal, bit for bit between the ranks, what
 the driver fit's own Keras training on TensorFlow makes of the whole batch
 in two ``train_on_batch`` calls: Adam for dense rows, the sparse training
-model and LazyAdam for CSR rows. No Spark.
+model and LazyAdam for CSR rows. A single rank (the driver fit on JAX) takes
+the whole batch with both steps, exchanging nothing, and must equal them
+too. No Spark.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import keras
 assert keras.backend.backend() == "jax"
 from skol_spark.fit.distributed.ring import Ring, free_port
 from skol_spark.fit.distributed.steps import Collective, DenseStep
-from skol_spark.fit.distributed.sparse_steps import RowSparseStep
+from skol_spark.fit.distributed.sparse_steps import RowSparseStep, choose_exchange
 from skol_spark.fit.distributed.rank import dense_windows
 from skol_spark.fit.training import TrainingConfig, new_network
 from skol_spark.fit.training_data import FeatureRows, TrainingData
@@ -86,6 +88,26 @@ for kind in ("dense", "gather", "sparse-dense"):
     threads = [threading.Thread(target=rank, args=(r, kind)) for r in (0, 1)]
     for t in threads: t.start()
     for t in threads: t.join()
+
+# One rank with the whole batch: nothing crosses a ring.
+for kind in ("one-dense", "one-sparse"):
+    network = new_network(config, int(inputs["width"]))
+    network.set_weights(weights)
+    collective = Collective(Ring(0, ["127.0.0.1:0"], "token"))
+    if kind == "one-dense":
+        step = DenseStep(network, config.learning_rate, collective, 0)
+        batch = (dense_windows(data["dense"], rows, mask), mask, inputs["y"])
+    else:
+        step = RowSparseStep(network, config.learning_rate, collective, 0, config.window_size, len(rows))
+        exchange = choose_exchange(1, 1024, int(inputs["width"]), step.units)
+        step.configure((1024, 1024), exchange, [(512, 512), (768, 768)])
+        batch = (step.pack(data["sparse"], rows, mask), mask, inputs["y"])
+        out["one-sparse_layout"] = [np.array([exchange == "local", len(batch[0][0]), len(batch[0][1])])]
+    state = step.state(network)
+    class_weights = collective.put(np.asarray(config.class_weights, np.float32))
+    for _ in range(int(sys.argv[5])):
+        step.step(state, batch, class_weights)
+    out[f"{kind}_0"] = step.weights(state)
 np.savez(sys.argv[4], **{f"{k}/{i}": a for k, v in out.items() for i, a in enumerate(v)})
 """
 
@@ -146,8 +168,8 @@ def steps(tmp_path_factory):
     )
     assert done.returncode == 0, done.stderr[-4000:]
     with np.load(tmp / "out.npz") as out:
-        ranks = {key: [out[f"{key}/{i}"] for i in range(len(initial))]
-                 for key in {k.split("/")[0] for k in out.files}}
+        keys = [k.split("/")[0] for k in out.files]
+        ranks = {key: [out[f"{key}/{i}"] for i in range(keys.count(key))] for key in set(keys)}
     return {
         "ranks": ranks,
         "dense": _driver_steps(as_dense, rows, mask, y, sparse=False),
@@ -168,6 +190,38 @@ def test_two_ranks_with_half_a_batch_each_step_as_the_driver_does_on_the_whole_b
     assert all(a.tobytes() == b.tobytes() for a, b in zip(zero, one))  # the ranks hold the same bits
     assert any(not np.allclose(a, b) for a, b in zip(zero, steps["initial"]))  # and they trained
     _same(zero, steps[driver])
+
+
+@pytest.mark.parametrize("kind, driver", [("one-dense", "dense"), ("one-sparse", "sparse")])
+def test_one_rank_exchanges_nothing_and_steps_as_the_driver_does(steps, kind, driver):
+    if kind == "one-sparse":
+        local, columns, values = steps["ranks"]["one-sparse_layout"][0]
+        # The lazy Adam over its own (distinct) columns, padded to the smallest size that holds the batch.
+        assert local and (columns, values) == (512, 512)
+    _same(steps["ranks"][f"{kind}_0"], steps[driver])
+
+
+def test_typical_sizes_hold_most_batches_and_the_bound_holds_every_batch():
+    from conftest import sparse_rows
+
+    from skol_spark.fit.distributed.sparse_steps import sparse_bounds, typical_sizes
+    from skol_spark.fit.sparse_training import row_sparse_batch
+
+    _, csr = sparse_rows(3000, 5000, 0.01, seed=4)
+    data = TrainingData(FeatureRows(np.arange(3000), 5000, csr=csr), np.zeros(3000, np.int32), np.array([3000]))
+    starts, lengths = np.arange(0, 3000, 50), np.full(60, 50)
+    sizes = typical_sizes(data, starts, lengths, 8)
+    bound = sparse_bounds(data, starts, lengths, 8)
+    assert sizes == sorted(sizes) and all(v % 256 == 0 and c % 256 == 0 for v, c in sizes)
+    assert sizes[-1][0] <= bound[0] and sizes[-1][1] <= bound[1] and sizes[0] < bound
+    rng = np.random.default_rng(9)
+    fits = []
+    for _ in range(100):  # fresh batches, not the sample's
+        mask, rows = window_rows(*(a[rng.choice(60, 8, replace=False)] for a in (starts, lengths)), 50)
+        b = row_sparse_batch(data, rows, mask)
+        assert len(b.values) <= bound[0] and len(b.columns) <= bound[1]
+        fits.append(len(b.values) <= sizes[0][0] and len(b.columns) <= sizes[0][1])
+    assert np.mean(fits) >= 0.3  # the median size holds a good share of batches
 
 
 def test_sparse_rows_update_only_the_kernel_rows_a_batch_used(steps):

@@ -19,10 +19,19 @@ fixed for the whole fit so that each program compiles once:
    ``(C, E + 1)`` used rows (their column ids ride in the last column, as
    float32),
    ``"dense"`` scatters them into ``(D, E)`` and all-reduces that with the
-   rest; all ranks add up the same rows either way;
+   rest; all ranks add up the same rows either way. A single rank
+   (``"local"``, the driver fit on JAX) exchanges nothing;
 5. ``update``: Adam on the sequence and bias, and a lazy Adam on the kernel
    rows some rank used (others keep their moments), as the driver fit's
-   :class:`~skol_spark.fit.sparse_training.LazyAdam` does.
+   :class:`~skol_spark.fit.sparse_training.LazyAdam` does. A single rank's
+   used columns are distinct by construction, so its lazy Adam indexes
+   them directly; gathered rows of several ranks are merged first.
+
+A batch is padded to the smallest of a few sizes that holds it, so that the
+typical batch does not pay for the largest: quantiles of the values and
+columns of a sample of random batches (``typical_sizes``), then the bound.
+Each program compiles once per size. All-gathered kernel rows keep one
+column count, the same on every rank.
 """
 
 from __future__ import annotations
@@ -34,10 +43,13 @@ import numpy as np
 
 from skol_spark.fit.distributed.steps import Collective, _Step, checksum
 
-__all__ = ["RowSparseStep", "choose_exchange", "sparse_bounds"]
+__all__ = ["RowSparseStep", "choose_exchange", "sparse_bounds", "typical_sizes"]
 
 # Padded sizes are rounded up to a multiple of this.
 _ROUND = 256
+# The padded sizes of a fit's batches: these quantiles of a sample of random batches, then the bound.
+_QUANTILES = (0.5, 0.9, 1.0)
+_SAMPLE_BATCHES = 64
 
 
 def _round_up(n: int) -> int:
@@ -69,10 +81,33 @@ def sparse_bounds(data: Any, starts: np.ndarray, lengths: np.ndarray, batch: int
     return _round_up(most_values), _round_up(most_columns)
 
 
+def typical_sizes(
+    data: Any, starts: np.ndarray, lengths: np.ndarray, batch: int, seed: int = 0
+) -> list[tuple[int, int]]:
+    """Padded sizes (values, columns) that most batches of ``batch`` random windows fit: the
+    ``_QUANTILES`` of a sample of such batches, rounded up (the bound catches the rest)."""
+    from skol_spark.core.windows import window_rows
+    from skol_spark.fit.sparse_training import row_sparse_batch
+
+    if not len(starts):
+        return []
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for _ in range(_SAMPLE_BATCHES):
+        pick = rng.choice(len(starts), size=min(batch, len(starts)), replace=False)
+        mask, rows = window_rows(starts[pick], lengths[pick], int(lengths[pick].max()))
+        b = row_sparse_batch(data, rows, mask)
+        sizes.append((len(b.values), len(b.columns)))
+    values, columns = np.array(sizes).T
+    return [(_round_up(np.quantile(values, q)), _round_up(np.quantile(columns, q))) for q in _QUANTILES]
+
+
 def choose_exchange(ranks: int, columns: int, width: int, units: int) -> str:
-    """``"gather"`` when all-gathering every rank's used kernel rows moves fewer floats than a ring
-    all-reduce of the whole ``(width, units)`` kernel gradient (2 (N - 1) / N of it), else ``"dense"``.
-    Column ids travel as float32, exact below 2^24 columns."""
+    """``"local"`` for a single rank; ``"gather"`` when all-gathering every rank's used kernel rows moves
+    fewer floats than a ring all-reduce of the whole ``(width, units)`` kernel gradient (2 (N - 1) / N of
+    it), else ``"dense"``. Column ids travel as float32, exact below 2^24 columns."""
+    if ranks == 1:
+        return "local"
     gathered = (ranks - 1) * columns * (units + 1)
     ring = 2 * (ranks - 1) * width * units / max(1, ranks)
     return "gather" if gathered < ring and width < 2**24 else "dense"
@@ -163,13 +198,15 @@ class RowSparseStep(_Step):
 
         def local(flat, d_bias, columns, d_used):
             dense = jnp.concatenate([flat[:-2], d_bias, flat[-2:]])
+            if exchange == "local":
+                return dense, d_used
             if exchange == "dense":
                 kernel = jnp.zeros((width, units), d_used.dtype).at[columns].add(d_used, mode="drop")
                 return jnp.concatenate([kernel.ravel(), dense]), None
             rows = jnp.concatenate([d_used, columns.astype(jnp.float32)[:, None]], axis=1)  # exact below 2^24
             return dense, rows
 
-        def update(trainable_values, optimizer_values, moments, reduced, gathered):
+        def update(trainable_values, optimizer_values, moments, reduced, gathered, columns):
             count = jnp.maximum(reduced[-1], 1.0)
             if exchange == "dense":
                 kernel_grad = reduced[: width * units].reshape(width, units) / count
@@ -189,10 +226,13 @@ class RowSparseStep(_Step):
                 kernel = jnp.where(touched, kernel - alpha * m / (jnp.sqrt(v) + epsilon), kernel)
                 changed = [kernel]
             else:
-                flat = gathered.reshape(-1, units + 1)
-                ids = flat[:, -1].astype(jnp.int32)
-                rows, inverse = jnp.unique(ids, size=len(ids), fill_value=width, return_inverse=True)
-                g = jax.ops.segment_sum(flat[:, :-1], inverse.ravel(), num_segments=len(ids)) / count
+                if exchange == "local":  # this rank's columns: distinct, padded with `width` (dropped)
+                    rows, g = columns, gathered / count
+                else:
+                    flat = gathered.reshape(-1, units + 1)
+                    ids = flat[:, -1].astype(jnp.int32)
+                    rows, inverse = jnp.unique(ids, size=len(ids), fill_value=width, return_inverse=True)
+                    g = jax.ops.segment_sum(flat[:, :-1], inverse.ravel(), num_segments=len(ids)) / count
                 m_rows = beta_1 * m.at[rows].get(mode="fill", fill_value=0.0) + (1 - beta_1) * g
                 v_rows = beta_2 * v.at[rows].get(mode="fill", fill_value=0.0) + (1 - beta_2) * g**2
                 kernel = kernel.at[rows].add(-alpha * m_rows / (jnp.sqrt(v_rows) + epsilon), mode="drop")
@@ -202,10 +242,13 @@ class RowSparseStep(_Step):
             for i, value in zip(rest_at, rest):
                 out[i] = value
             out[kernel_at] = kernel
-            digest = checksum(rest + changed)
+            digest = checksum(rest + changed) if exchange != "local" else jnp.uint32(0)  # no rank to agree with
             return out, optimizer_values, (m, v), digest, reduced[-2] / count
 
-        if exchange == "dense":
+        if exchange == "local":
+            def collect(dense_local, rows_local):
+                return dense_local, rows_local
+        elif exchange == "dense":
             def collect(dense_local, rows_local):
                 return collective.sum(dense_local), None
         else:
@@ -216,9 +259,14 @@ class RowSparseStep(_Step):
 
     # --- the step -------------------------------------------------------------------------------
 
-    def configure(self, bounds: tuple[int, int], exchange: str) -> None:
-        """Fix the padded values and columns of every batch, and how the kernel rows are exchanged."""
+    def configure(self, bounds: tuple[int, int], exchange: str, typical: list[tuple[int, int]] = ()) -> None:
+        """Fix the padded values and columns of the fit's batches (``bounds``: the largest; ``typical``:
+        smaller sizes most batches fit, from :func:`typical_sizes`), and how the kernel rows are exchanged."""
         self.bounds, self.exchange = bounds, exchange
+        self.sizes = sorted({
+            (min(v, bounds[0]), bounds[1] if exchange == "gather" else min(c, bounds[1]))
+            for v, c in [*typical, bounds]
+        })
         self._update = self._make_update()
 
     @property
@@ -237,10 +285,11 @@ class RowSparseStep(_Step):
         """A batch's arrays at the fit's padded shapes (:func:`row_sparse_batch`, padded)."""
         from skol_spark.fit.sparse_training import row_sparse_batch
 
-        values_cap, columns_cap = self.bounds
         b = row_sparse_batch(data, rows, mask)
-        if len(b.values) > values_cap or len(b.columns) > columns_cap:
+        fits = [s for s in self.sizes if len(b.values) <= s[0] and len(b.columns) <= s[1]]
+        if not fits:
             raise ValueError(f"a batch exceeds its bounds ({len(b.values)}, {len(b.columns)}) > {self.bounds}")
+        values_cap, columns_cap = fits[0]
         pad_values, pad_columns = values_cap - len(b.values), columns_cap - len(b.columns)
         return (
             np.concatenate([b.columns.astype(np.int32), np.full(pad_columns, self.width, np.int32)]),
@@ -265,9 +314,9 @@ class RowSparseStep(_Step):
     def step(self, state: dict[str, Any], batch: tuple, class_weights: Any, clock: Any = None) -> tuple[Any, Any]:
         """One step on ``batch`` ``((columns, values, at_row, at_column, index), mask, y)``."""
         packed, mask, y = batch
+        trainable, non_trainable = state["trainable"], state["non_trainable"]
         columns, values, at_row, at_column, index = packed
         rows = self.batch * self.window
-        trainable, non_trainable = state["trainable"], state["non_trainable"]
         windows = self._project(rows, trainable[self.kernel_at], trainable[self.bias_at], columns, values,
                                 at_row, at_column, index)
         flat, d_windows, updated = self._sequence_grad(
@@ -284,7 +333,7 @@ class RowSparseStep(_Step):
         if clock is not None:
             clock.lap("all-reduce", reduced)
         state["trainable"], state["optimizer"], state["moments"], digest, loss = self._update(
-            trainable, state["optimizer"], state["moments"], reduced, gathered
+            trainable, state["optimizer"], state["moments"], reduced, gathered, columns
         )
         if clock is not None:
             clock.lap("update", digest)

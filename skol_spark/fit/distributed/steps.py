@@ -69,11 +69,16 @@ class Collective:
         return self._ring() if callable(self._ring) else self._ring
 
     def sum(self, local: Any) -> Any:
-        """The sum over ranks of each rank's 1-D float32 array, as a JAX array here."""
+        """The sum over ranks of each rank's 1-D float32 array, as a JAX array here (a single
+        rank's own array, which never leaves the device)."""
+        if self.ring.size == 1:
+            return local
         return self.put(self.ring.allreduce(np.asarray(local)))
 
     def gather(self, local: Any) -> Any:
         """Every rank's array stacked by rank, as a JAX array here."""
+        if self.ring.size == 1:
+            return local[None]
         return self.put(self.ring.allgather(np.asarray(local)))
 
     def put(self, value: np.ndarray) -> Any:
