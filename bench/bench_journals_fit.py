@@ -6,6 +6,7 @@ Run from the repository root, with ``../shared/data/skol-annotated`` present
     .venv/bin/python bench/bench_journals_fit.py
     .venv/bin/python bench/bench_journals_fit.py --only defaults
     .venv/bin/python bench/bench_journals_fit.py --only single --only defaults
+    .venv/bin/python bench/bench_journals_fit.py --only defaults --only tensorflow
 
 The fits run on the public split of ``make journals`` (train on the
 training volumes, evaluate on Mycotaxon Vol058/Vol118 + Persoonia Vol017),
@@ -20,7 +21,10 @@ one after the other in one local[2] session:
 * ``defaults``: what ``make journals`` runs (BiLSTMClassifier's own
   defaults: 16,384 hashed words, token shapes, cues and layout,
   ``embeddingSize=64``, sparse batches, three networks averaged, every row
-  trained on, argmax).
+  trained on, argmax); with jax installed this fit is long enough for
+  ``trainingEngine="auto"`` to train on JAX;
+* ``tensorflow``: the defaults with ``trainingEngine="tensorflow"`` (the
+  driver fit on TensorFlow, for comparison).
 
 "fit s" is ``BiLSTMClassifier.fit`` alone (collecting the cached feature rows,
 training, the rebuild check and, where they are tuned, the thresholds).
@@ -49,6 +53,7 @@ CONFIGURATIONS = {
     ),
     "single": dict(ensembleSize=1, validationFraction=0.1, tuneThresholds=True),
     "defaults": {},
+    "tensorflow": dict(trainingEngine="tensorflow"),
 }
 
 
@@ -97,6 +102,8 @@ def main() -> None:
     if "before" in seconds and "defaults" in seconds:
         print(f"fit before / defaults = {seconds['before'] / seconds['defaults']:.2f} x (target >= 3 at equal or "
               "better macro-F1)")
+    if "tensorflow" in seconds and "defaults" in seconds:
+        print(f"fit tensorflow / defaults = {seconds['tensorflow'] / seconds['defaults']:.2f} x")
     if "single" in seconds and "defaults" in seconds:
         print(f"defaults / single: fit {seconds['defaults'] / seconds['single']:.2f} x, transform "
               f"{transform['defaults'] / transform['single']:.2f} x")

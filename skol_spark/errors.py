@@ -21,6 +21,7 @@ __all__ = [
     "SparkConnectUnsupportedError",
     "StreamingInputError",
     "DistributedTrainingError",
+    "TrainingEngineError",
     "JobError",
     "YeddaError",
 ]
@@ -79,6 +80,11 @@ class StreamingInputError(ValueError):
 
 class DistributedTrainingError(RuntimeError):
     """A data-parallel fit (numWorkers > 1) failed on a worker; the message carries that worker's error."""
+
+
+class TrainingEngineError(RuntimeError):
+    """The driver fit on JAX (trainingEngine) could not run: jax is missing, or its process failed
+    (the message carries that process's error)."""
 
 
 class JobError(ValueError):

@@ -11,6 +11,8 @@ Connect once one started), so the two modes run in separate processes:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -282,3 +284,35 @@ def python_without_skol_spark(directory):
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     return wrapper
+
+
+@contextlib.contextmanager
+def skol_log_messages():
+    """The INFO messages of the ``skol_spark`` logger while the block runs, as a list of strings."""
+    messages: list[str] = []
+
+    class Records(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler, log = Records(logging.INFO), logging.getLogger("skol_spark")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+def macro_f1_of(model, df) -> float:
+    """The macro-F1 of ``model``'s predictions on ``df``'s labels."""
+    import numpy as np
+
+    from skol_spark.core.thresholds import macro_f1
+
+    rows = model.transform(df).select("label", "prediction").collect()
+    truth = np.array([int(r.label) for r in rows])
+    predicted = np.array([int(r.prediction) for r in rows])
+    return macro_f1(truth, predicted, model.numClasses)[0]

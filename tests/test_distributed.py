@@ -187,7 +187,7 @@ def test_sparse_rows_train_with_row_sparse_steps(spark, train_df, tiny_params):
 def test_a_rebuild_that_predicts_differently_is_refused():
     import io
 
-    from skol_spark.fit.distributed.stage import _check_rebuild
+    from skol_spark.fit.distributed.stage import check_rebuild
     from skol_spark.nn.network import build_network
     from skol_spark.nn.trained_network import TrainedNetwork
 
@@ -196,7 +196,7 @@ def test_a_rebuild_that_predicts_differently_is_refused():
     probe = io.BytesIO()
     np.savez(probe, x=x, mask=mask, probs=np.full((1, 4, 2), 0.99, np.float32))
     with pytest.raises(ModelRebuildError, match="predicts differently once rebuilt on tensorflow"):
-        _check_rebuild(TrainedNetwork.from_keras(network), probe.getvalue())
+        check_rebuild(TrainedNetwork.from_keras(network), probe.getvalue())
 
 
 def test_a_rank_that_lost_its_peer_says_so_and_a_rank_with_its_own_error_does_not():

@@ -28,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "INFERENCE_ENGINES",
+    "TRAINING_ENGINES",
     "gpu_addresses",
     "pick_gpu",
     "task_device",
@@ -45,6 +46,9 @@ NO_GPU_WARNING = (
 # What runs the network on the executors (the model's inferenceEngine): "auto", ONNX Runtime on
 # the CPU when it can (skol_spark.nn.fast_forward), else Keras; "keras", Keras always.
 INFERENCE_ENGINES = ("auto", "keras")
+# What trains the network in a driver fit (the estimator's trainingEngine): Keras on TensorFlow in
+# the driver, or on JAX in a child process of it (skol_spark.fit.jax_driver); "auto" chooses.
+TRAINING_ENGINES = ("auto", "tensorflow", "jax")
 
 _lock = threading.Lock()
 _warned = False

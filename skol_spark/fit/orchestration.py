@@ -71,6 +71,7 @@ class FitRequest:
     verbose: bool
     params: Mapping[str, Any] = field(default_factory=dict, repr=False)
     initial: InitialNetwork | None = field(default=None, repr=False)
+    training_engine: str = "auto"  # a driver fit's: "auto", "tensorflow" or "jax" (fit.jax_driver)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,27 @@ def _driver_gpu_addresses(dataset: Any) -> list[str]:
 def _fit_on_driver(
     dataset: Any, request: FitRequest, labels: list[str], total: int, width: int | None, progress: FitProgress
 ) -> FitResult:
-    """Collect the four columns once, train with Keras on the driver, check the rebuild."""
+    """Collect the four columns once, train with Keras on the driver (on TensorFlow here, or on JAX in a
+    child process: fit.jax_driver), check the rebuild."""
+    from skol_spark.fit.jax_driver import JaxFit, choose_engine, estimated_steps
+
+    engine = choose_engine(
+        request.training_engine, output_layer=request.training["output_layer"], use_gpu=request.use_gpu,
+        steps=estimated_steps(total, request.training),
+    )
+    if engine == "jax":  # started first: its imports overlap the collect
+        jax_fit = JaxFit(request, labels, progress, initial_weights(request, width, labels))
+        try:
+            return _fit_on_driver_with(dataset, request, labels, total, width, progress, jax_fit)
+        finally:
+            jax_fit.close()
+    return _fit_on_driver_with(dataset, request, labels, total, width, progress, None)
+
+
+def _fit_on_driver_with(
+    dataset: Any, request: FitRequest, labels: list[str], total: int, width: int | None, progress: FitProgress,
+    jax_fit: Any,
+) -> FitResult:
     from skol_spark.core.devices import training_device
     from skol_spark.fit.training import TrainingConfig, train_network, validation_thresholds, verify_rebuild
     from skol_spark.fit.training_data import collect_training_data
@@ -234,7 +255,12 @@ def _fit_on_driver(
     )
     progress.start(
         f"{len(data.labels):,} rows x {data.num_features:,} features, {len(labels)} classes, on the driver"
+        + (" (JAX)" if jax_fit is not None else "")
     )
+    if jax_fit is not None:
+        result = jax_fit.train(data, config)
+        tuned = validation_thresholds(result.model, data, config) if request.tune_thresholds else None
+        return FitResult(labels, data.num_features, result.class_weights, result.history, result.network, tuned)
     with training_device(request.use_gpu, _driver_gpu_addresses(dataset)):
         network, history = train_network(data, config, progress)
         trained = verify_rebuild(network, data, config.window_size)

@@ -201,6 +201,14 @@ def _validation_scores(forward, data: TrainingData, split: ValidationSplit, conf
     return macro_f1(data.labels[rows], probs.argmax(axis=1), config.num_classes)
 
 
+def ensemble_validation_score(network: keras.Model, data: TrainingData, config: TrainingConfig) -> float | None:
+    """The whole network's validation macro-F1 (``ensemble_val_macro_f1``), None without validation rows."""
+    split = split_validation(data.doc_lengths, config.validation_fraction, config.seed, config.window_size)
+    if not split.has_validation:
+        return None
+    return _validation_scores(_validation_forward(network), data, split, config)[0]
+
+
 def _validation_forward(network: keras.Model):
     """The executors' forward for a projected network on TensorFlow, else the whole network on windows."""
     if split_network(network) is not None and keras.backend.backend() == "tensorflow":

@@ -36,6 +36,7 @@ __all__ = [
     "build_network",
     "ensemble_members",
     "set_ensemble_weights",
+    "set_member_weights",
     "model_from_json",
     "strip_compile_config",
 ]
@@ -282,10 +283,23 @@ def set_ensemble_weights(network: keras.Model, singles: Sequence[keras.Model]) -
     members = _member_models(network)
     if len(members) != len(singles):
         raise ValueError(f"Expected {len(members)} member networks. Received: {len(singles)}")
-    kernels, biases = zip(*(single.get_layer(PROJECTION_LAYER).get_weights() for single in singles))
-    network.get_layer(PROJECTION_LAYER).set_weights([np.concatenate(kernels, axis=1), np.concatenate(biases)])
-    for member, single in zip(members, singles):
-        member.set_weights(single.get_layer(SEQUENCE_MODEL).get_weights())
+    set_member_weights(network, {
+        m: (single.get_layer(PROJECTION_LAYER).get_weights(), single.get_layer(SEQUENCE_MODEL).get_weights())
+        for m, single in enumerate(singles)
+    })
+
+
+def set_member_weights(network: keras.Model, weights: dict[int, tuple[list[Any], list[Any]]]) -> None:
+    """Put members' weights into the ensemble ``network``: ``{member: (projection weights, sequence
+    weights)}``, as a single network of :func:`ensemble_members` holds them; the others keep theirs."""
+    members = _member_models(network)
+    projection = network.get_layer(PROJECTION_LAYER)
+    kernel, bias = projection.get_weights()
+    width = kernel.shape[1] // len(members)
+    for m, (own, sequence) in weights.items():
+        kernel[:, m * width : (m + 1) * width], bias[m * width : (m + 1) * width] = own
+        members[m].set_weights(sequence)
+    projection.set_weights([kernel, bias])
 
 
 def _member_models(network: keras.Model) -> list[keras.Model]:

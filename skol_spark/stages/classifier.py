@@ -141,6 +141,7 @@ class BiLSTMClassifier(Estimator, _BiLSTMParams, _HasInitialModel, MLWritable, M
             handle_invalid=self.getHandleInvalid(),
             use_gpu=self.getUseGpu(),
             num_workers=self.getNumWorkers(),
+            training_engine=self.getTrainingEngine(),
             tune_thresholds=self.getTuneThresholds(),
             thresholds=self.getThresholds() if self.isSet(self.thresholds) else None,
             mlflow_logging=self.getMlflowLogging(),

@@ -120,19 +120,26 @@ class RankRun:
     digests: list[Any] = field(default_factory=list)
 
 
-def train_members(run: RankRun, step: Any, forward: Any, members: list[Any]) -> dict[str, list[float]]:
-    """Train each member in turn (values written back into it); the fit's history, as the driver's."""
+def train_members(run: RankRun, step: Any, forward: Any, members: list[Any],
+                  only: list[int] | None = None) -> dict[str, list[float]]:
+    """Train each member in turn (values written back into it); the fit's history, as the driver's.
+
+    ``only`` trains those members alone (the others keep their values; another process trains them)
+    and leaves out ``ensemble_val_macro_f1``, which needs them all.
+    """
     history: dict[str, list[float]] = {}
     best: list[float] = []
     member_probs = []
     for m, member in enumerate(members):
+        if only is not None and m not in only:
+            continue
         if len(members) > 1:
             logger.info("ensemble member %d of %d", m + 1, len(members))
         state, one = _train(run, step, forward, step.state(member), m)
         step.assign(member, state)
         best += one.pop("best_epoch", [])
         history.update(one if m == 0 else {f"member_{m}/{k}": v for k, v in one.items()})
-        if len(members) > 1 and run.validating:
+        if len(members) > 1 and run.validating and only is None:
             member_probs.append(_validation_probabilities(run, forward, state))
     if best:
         history["best_epoch"] = best

@@ -68,7 +68,16 @@ from skol_spark.fit.distributed.worker import (
 from skol_spark.fit.progress import FitProgress
 from skol_spark.nn.trained_network import TrainedNetwork
 
-__all__ = ["DistributedFit", "DistributedSpec", "fit_on_executors"]
+__all__ = [
+    "DistributedFit",
+    "DistributedSpec",
+    "ProgressListener",
+    "check_probe",
+    "check_rebuild",
+    "child_env",
+    "fit_on_executors",
+    "report_missed_epochs",
+]
 
 logger = logging.getLogger("skol_spark")
 
@@ -183,7 +192,7 @@ def fit_on_executors(dataset: Any, spec: DistributedSpec, progress: FitProgress)
     )
     stage_seconds = time.monotonic() - started
     _check_ranks_agree(fit.digests)
-    _check_rebuild(fit.network, row["probe"])
+    check_rebuild(fit.network, row["probe"])
     fit.timings["phases"]["stage_end"] = round(stage_seconds, 3)
     logger.info(
         "data-parallel fit on %d workers: %d steps per epoch of %d windows (%d per worker), %s; "
@@ -192,7 +201,7 @@ def fit_on_executors(dataset: Any, spec: DistributedSpec, progress: FitProgress)
         meta["steps"], fit.digests.shape[0], fit.digests.shape[1] - 1, time.monotonic() - started,
     )
     _log_timings(fit.timings, meta["all_reduce_floats"])
-    _report_missed_epochs(fit.history, progress, set() if listener is None else listener.logged)
+    report_missed_epochs(fit.history, progress, set() if listener is None else listener.logged)
     return fit
 
 
@@ -220,7 +229,7 @@ def _log_timings(timings: dict[str, Any], floats: int) -> None:
     logger.debug("data-parallel timings: %s", json.dumps(timings))
 
 
-class _ProgressListener:
+class ProgressListener:
     """Rank 0's epochs, reported on the driver as they end (classic Spark: executors reach the driver).
 
     One TCP connection, authenticated by a random token; epochs it never
@@ -253,16 +262,16 @@ class _ProgressListener:
         self.thread.join(timeout=5)
 
 
-def _progress_listener(dataset: Any, progress: FitProgress) -> _ProgressListener | None:
+def _progress_listener(dataset: Any, progress: FitProgress) -> ProgressListener | None:
     if is_remote():
         return None  # the client may not be reachable from the executors
     try:
-        return _ProgressListener(dataset.sparkSession.conf.get("spark.driver.host"), progress)
+        return ProgressListener(dataset.sparkSession.conf.get("spark.driver.host"), progress)
     except Exception:  # noqa: BLE001 - no live progress; the history is logged at the end
         return None
 
 
-def _report_missed_epochs(history: dict[str, list[float]], progress: FitProgress, logged: set[int]) -> None:
+def report_missed_epochs(history: dict[str, list[float]], progress: FitProgress, logged: set[int]) -> None:
     metrics = {k: v for k, v in history.items() if k != "best_epoch"}
     for epoch in range(max((len(v) for v in metrics.values()), default=0)):
         if epoch not in logged:
@@ -278,19 +287,25 @@ def _check_ranks_agree(digests: np.ndarray) -> None:
         )
 
 
-def _check_rebuild(network: TrainedNetwork, probe: bytes | None) -> None:
-    """Rebuild on this process's backend from JSON + weights; it must predict what rank 0's JAX network did."""
+def check_rebuild(network: TrainedNetwork, probe: bytes | None, where: str = "on the executors") -> Any:
+    """Rebuild on this process's backend from JSON + weights; it must predict what rank 0's JAX network
+    did. The rebuilt Keras model."""
     rebuilt = network.rebuild()
-    if not probe:
-        return
+    if probe:
+        check_probe(rebuilt, probe, where)
+    return rebuilt
+
+
+def check_probe(model: Any, probe: bytes, where: str) -> None:
+    """``model`` must predict the probe's probabilities (``x``, ``mask`` -> ``probs``, from JAX)."""
     import keras
 
     with np.load(io.BytesIO(bytes(probe)), allow_pickle=False) as arrays:
         x, mask, expected = arrays["x"], arrays["mask"], arrays["probs"]
-    actual = keras.ops.convert_to_numpy(rebuilt([x, mask], training=False))
+    actual = keras.ops.convert_to_numpy(model([x, mask], training=False))
     if not np.allclose(actual, expected, atol=1e-4):
         raise ModelRebuildError(
-            f"The network trained on the executors (JAX) predicts differently once rebuilt on "
+            f"The network trained {where} (JAX) predicts differently once rebuilt on "
             f"{keras.backend.backend()} (max difference {np.abs(actual - expected).max():.3g})."
         )
 
@@ -320,7 +335,7 @@ def _run_rank(batches: Iterator[Any], spec_json: str, initial: bytes | None) -> 
         with open(workdir / "log.txt", "wb") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "skol_spark.fit.distributed.worker", str(workdir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_child_env(context),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=child_env(context),
             )
             _write_rows(batches, workdir, spec["columns"][3], child)
             (workdir / ROWS_DONE).touch()
@@ -392,10 +407,10 @@ def _write_hint(column: Any, workdir: Path) -> None:
     (workdir / (HINT + ".part")).rename(workdir / HINT)
 
 
-def _child_env(context: Any = None) -> dict[str, str]:
+def child_env(context: Any = None, cpus: int | None = None) -> dict[str, str]:
     """This task's environment, with Keras on JAX (CPU) and skol_spark importable where it came from.
 
-    XLA's CPU runtime gets as many threads as the task has cores (``spark.task.cpus``), so
+    XLA's CPU runtime gets as many threads as the task has cores (``spark.task.cpus``, or ``cpus``), so
     ``numWorkers`` ranks on one executor share its cores instead of each sizing a thread pool to
     the machine.
     """
@@ -410,7 +425,7 @@ def _child_env(context: Any = None) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(path),
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
     }
-    cpus = _task_cpus(context)
+    cpus = cpus or _task_cpus(context)
     if cpus == 1 and "XLA_FLAGS" not in os.environ:
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     cache = _compilation_cache()

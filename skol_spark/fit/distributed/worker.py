@@ -10,7 +10,9 @@ connecting and compiling overlap with the rows' transfer. ``WORKDIR`` holds
 ``spec.json`` and optionally ``initial.npz`` (warm-start weights) from the
 start; ``hint.json`` (the first batch's feature width and storage) as soon as
 the task has seen one; ``rows.arrow`` (this rank's rows, whole documents),
-complete once ``rows.done`` exists. The rank
+complete once ``rows.done`` exists. The driver fit on JAX
+(:mod:`skol_spark.fit.jax_driver`) runs it as the only rank and writes the
+rows it collected, already checked and sorted, as ``data.npz`` instead. The rank
 
 1. connects to its neighbours in the ranks' ring (:mod:`~skol_spark.fit.distributed.ring`,
    in a thread) while it imports JAX and Keras (never TensorFlow: see
@@ -56,9 +58,9 @@ __all__ = ["PeerLostError", "main"]
 
 logger = logging.getLogger("skol_spark")
 
-SPEC, ROWS, ROWS_DONE, HINT, INITIAL, RESULT_WEIGHTS, RESULT_META, PROBE, ERROR, PEER_LOST = (
-    "spec.json", "rows.arrow", "rows.done", "hint.json", "initial.npz", "weights.npz", "result.json",
-    "probe.npz", "error.txt", "peer_lost",
+SPEC, ROWS, DATA, ROWS_DONE, HINT, INITIAL, RESULT_WEIGHTS, RESULT_META, PROBE, MEMBERS, ERROR, PEER_LOST = (
+    "spec.json", "rows.arrow", "data.npz", "rows.done", "hint.json", "initial.npz", "weights.npz", "result.json",
+    "probe.npz", "members.npz", "error.txt", "peer_lost",
 )
 # What an error says when another rank went away (besides PeerLostError): a rank that fails with
 # one of these failed because of a peer, and lets that peer's error be reported.
@@ -171,6 +173,8 @@ def _load_rows(workdir: Path, spec: dict) -> Any:
     from skol_spark.fit.training_data import rows_from_batches
 
     _wait_for(workdir, ROWS_DONE)
+    if (workdir / DATA).exists():
+        return read_training_data(workdir / DATA)
     path = workdir / ROWS
     if not path.exists() or path.stat().st_size == 0:
         return None
@@ -181,6 +185,34 @@ def _load_rows(workdir: Path, spec: dict) -> Any:
             reader, doc, position, label, features, schema=reader.schema,
             handle_invalid=spec["handle_invalid"], width=spec["width"], num_classes=len(spec["labels"]),
         )
+
+
+def write_training_data(data: Any, path: Path) -> None:
+    """``data`` (a :class:`~skol_spark.fit.training_data.TrainingData`) as one ``.npz``, read back by
+    :func:`read_training_data`."""
+    features = data.features
+    arrays = {"labels": data.labels, "doc_lengths": data.doc_lengths}
+    if isinstance(features, np.ndarray):
+        arrays.update(order=np.arange(len(features)), width=features.shape[1], dense=features)
+    elif features.is_sparse:
+        indptr, indices, values = features.csr
+        arrays.update(order=features.order, width=features.width, indptr=indptr, indices=indices, values=values)
+    else:
+        arrays.update(order=features.order, width=features.width, dense=features.dense)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def read_training_data(path: Path) -> Any:
+    from skol_spark.fit.training_data import FeatureRows, TrainingData
+
+    with np.load(path, allow_pickle=False) as arrays:
+        if "dense" in arrays.files:
+            features = FeatureRows(arrays["order"], int(arrays["width"]), dense=arrays["dense"])
+        else:
+            csr = (arrays["indptr"], arrays["indices"], arrays["values"])
+            features = FeatureRows(arrays["order"], int(arrays["width"]), csr=csr)
+        return TrainingData(features, arrays["labels"], arrays["doc_lengths"])
 
 
 def _empty_data(width: int, sparse: bool) -> Any:
@@ -246,7 +278,7 @@ class _Programs:
 
     def configure_sparse(self, data: Any, windows: tuple, local_batch: int, spec: dict) -> None:
         """Fix a row-sparse step's padded shapes (agreed by all ranks) and its kernel exchange."""
-        from skol_spark.fit.distributed.sparse_steps import choose_exchange, sparse_bounds
+        from skol_spark.fit.distributed.sparse_steps import choose_exchange, sparse_bounds, typical_sizes
 
         if not hasattr(self.step, "configure"):
             return
@@ -255,10 +287,13 @@ class _Programs:
         exchange = spec.get("row_sparse_exchange") or choose_exchange(
             spec["num_workers"], columns, self.width, self.step.units
         )
-        self.step.configure((int(bounds[0]), columns), exchange)
+        typical = typical_sizes(data, *windows, local_batch, spec.get("rank", 0))
+        self.step.configure((int(bounds[0]), columns), exchange, typical)
+        how = {"gather": "kernel rows exchanged by all-gather", "dense": "kernel rows exchanged by dense all-reduce",
+               "local": "one rank: nothing exchanged"}[exchange]
         self.description = (
-            f"row-sparse steps (up to {int(bounds[0])} values and {columns} columns a batch; kernel rows "
-            f"exchanged by {'all-gather' if exchange == 'gather' else 'dense all-reduce'})"
+            f"row-sparse steps (up to {int(bounds[0])} values and {columns} columns a batch, padded to "
+            f"{len(self.step.sizes)} sizes; {how})"
         )
 
 
@@ -311,7 +346,8 @@ def train(workdir: Path, spec: dict, clock: Any) -> None:
         allgather=_allgather, validating=bool(windows[:, 1].max()),
         progress=spec.get("progress") if rank == 0 else None, clock=clock,
     )
-    history = train_members(run, programs.step, programs.forward, programs.members)
+    only = spec.get("members")  # the members this process trains (the driver fit on JAX splits them)
+    history = train_members(run, programs.step, programs.forward, programs.members, only)
     clock.mark("trained")
     if len(programs.members) > 1:
         set_ensemble_weights(programs.network, programs.members)
@@ -333,6 +369,7 @@ def train(workdir: Path, spec: dict, clock: Any) -> None:
             "local_batch": local_batch,
             "all_reduce_floats": programs.step.size,
             "steps": programs.description,
+            "members": only,
             "timings": {**clock.summary(), "ranks_step_ms": timings.tolist()},
         }, clock)
 
@@ -362,7 +399,16 @@ def _write_result(workdir: Path, programs: _Programs, data: Any, doc_lengths: np
             if forward.projection is not None:
                 inputs = forward.projection(x.reshape(-1, width)).reshape(len(x), window, -1)
             probs.append(forward(inputs, mask))
-        np.savez(workdir / PROBE, x=x, mask=mask, probs=np.mean(probs, axis=0))
+        np.savez(workdir / PROBE, x=x, mask=mask, probs=np.mean(probs, axis=0), members=np.stack(probs))
+    if meta.get("members") is not None:  # the trained members' own weights, for the driver to join
+        from skol_spark.nn.projection import PROJECTION_LAYER, SEQUENCE_MODEL
+
+        arrays = {}
+        for m in meta["members"]:
+            for part in (PROJECTION_LAYER, SEQUENCE_MODEL):
+                weights = programs.members[m].get_layer(part).get_weights()
+                arrays.update({f"{m}/{part}/{i}": w for i, w in enumerate(weights)})
+        np.savez(workdir / MEMBERS, **arrays)
     clock.mark("result")
     meta["timings"]["phases"] = clock.phases
     (workdir / RESULT_META).write_text(json.dumps({"architecture": trained.architecture, **meta}))
