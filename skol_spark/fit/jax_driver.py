@@ -56,10 +56,10 @@ __all__ = ["JaxFit", "choose_engine", "estimated_steps", "jax_installed"]
 
 logger = logging.getLogger("skol_spark")
 
-# "auto" trains on JAX from this many optimizer steps (all networks and epochs): below it, the child's
-# start (about 4 s of imports, overlapped with the collect) and compiling (about 6 s) cost more than
-# its faster steps save (BENCHMARKS.md, "Driver fit").
-JAX_FROM_STEPS = 500
+# "auto" trains on JAX from this many optimizer steps (all networks and epochs). With XLA's
+# compilation cache empty, JAX tied TensorFlow at 160 steps and lost at 40 (the children's imports and
+# compiling); with it warm, JAX won from 40 (BENCHMARKS.md, "Training engine by fit length").
+JAX_FROM_STEPS = 200
 _LOG_TAIL = 4000
 
 

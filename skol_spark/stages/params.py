@@ -280,7 +280,7 @@ class _TrainingParams(HasSeed):
         "process of the driver (the 'distributed' extra: jax; softmax output, CPU), whose steps are "
         "about twice as fast as TensorFlow's on a CPU; 'tensorflow' runs Keras on TensorFlow in the "
         "driver; 'auto' picks JAX when it is installed, the output is softmax, useGpu is off and the fit "
-        "is long enough (500 steps or more) to pay for the child's start, else TensorFlow. Either way "
+        "is long enough (200 steps or more) to pay for the children's start, else TensorFlow. Either way "
         "the model is the same Keras network (rebuilt on TensorFlow and checked); the two engines "
         "draw different random numbers, so a seed reproduces a fit per engine.",
         _one_of("trainingEngine", TRAINING_ENGINES),
