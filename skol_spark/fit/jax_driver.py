@@ -151,9 +151,9 @@ class JaxFit:
     """One driver fit's JAX children: started at once, given the rows by :meth:`train`, always :meth:`close`d.
 
     A single network trains in one child with every core. An ensemble's members are independent,
-    and one network's small steps do not keep two cores busy: with C cores, min(C, members)
-    children train members m, m + C, ... side by side, each on its own core, and the driver joins
-    them into one network.
+    and one network's small steps do not keep two cores busy: with C cores, n = min(C, members)
+    children train members k, k + n, ... side by side, each on its own core(s), and the driver
+    joins them into one network.
     """
 
     def __init__(self, request: Any, labels: list[str], progress: FitProgress, initial: list[Any] | None):
