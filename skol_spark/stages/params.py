@@ -276,8 +276,8 @@ class _TrainingParams(HasSeed):
     )
     trainingEngine: Param[str] = _param(
         "trainingEngine",
-        "what trains the network on the driver (numWorkers=1): 'jax' runs Keras on JAX in a child "
-        "process of the driver (the 'distributed' extra: jax; softmax output, CPU), whose steps are "
+        "what trains the network on the driver (numWorkers=1): 'jax' runs Keras on JAX in child "
+        "processes of the driver (the 'distributed' extra: jax; softmax output, CPU), whose steps are "
         "about twice as fast as TensorFlow's on a CPU; 'tensorflow' runs Keras on TensorFlow in the "
         "driver; 'auto' picks JAX when it is installed, the output is softmax, useGpu is off and the fit "
         "is long enough (200 steps or more) to pay for the children's start, else TensorFlow. Either way "
