@@ -10,7 +10,6 @@ the file fits as few times as it can.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import re
 import time
@@ -18,7 +17,7 @@ import time
 import numpy as np
 import psutil
 import pytest
-from conftest import assert_same_predictions, predictions
+from conftest import assert_same_predictions, macro_f1_of, predictions, skol_log_messages
 
 from skol_spark import BiLSTMClassificationModel, BiLSTMClassifier
 from skol_spark.errors import DistributedTrainingError, ModelRebuildError
@@ -31,39 +30,13 @@ if importlib.util.find_spec("jax") is None:
 EPOCHS = 6
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture(scope="module")
 def parallel(train_df, tiny_params):
     """One numWorkers=2 fit, with the driver's log lines."""
-    records = _Records()
-    log = logging.getLogger("skol_spark")
-    level = log.level
-    log.addHandler(records)
-    log.setLevel(logging.INFO)
-    try:
+    with skol_log_messages() as messages:
         params = {**tiny_params, "epochs": EPOCHS}
         model = BiLSTMClassifier(numWorkers=2, validationFraction=0.2, **params).fit(train_df)
-    finally:
-        log.removeHandler(records)
-        log.setLevel(level)
-    return model, records.messages
-
-
-def _macro_f1(model, df) -> float:
-    from skol_spark.core.thresholds import macro_f1
-
-    rows = model.transform(df).select("label", "prediction").collect()
-    truth = np.array([int(r.label) for r in rows])
-    predicted = np.array([int(r.prediction) for r in rows])
-    return macro_f1(truth, predicted, model.numClasses)[0]
+    return model, messages
 
 
 @pytest.mark.slow
@@ -102,7 +75,7 @@ def test_macro_f1_is_close_to_the_driver_fit(parallel, train_df, test_df, tiny_p
     model, _ = parallel
     on_driver = BiLSTMClassifier(validationFraction=0.2, **{**tiny_params, "epochs": EPOCHS}).fit(train_df)
     assert model.getNumWorkers() == 2 and on_driver.getNumWorkers() == 1
-    assert abs(_macro_f1(model, test_df) - _macro_f1(on_driver, test_df)) <= 0.03
+    assert abs(macro_f1_of(model, test_df) - macro_f1_of(on_driver, test_df)) <= 0.03
     assert model.getClassWeightsUsed() == pytest.approx(on_driver.getClassWeightsUsed())
 
 
@@ -151,7 +124,7 @@ def test_an_ensemble_with_early_stopping_trains_data_parallel_and_warm_starts_an
         assert scores[int(best) - 1] == max(scores)  # the best epoch is the first with the best score
         assert epochs == 8 or epochs == best + 1  # ran to the end, or stopped one epoch after the best
     assert 0 <= history["ensemble_val_macro_f1"][0] <= 1
-    assert _macro_f1(ensemble, test_df) > 0.3
+    assert macro_f1_of(ensemble, test_df) > 0.3
     warm = BiLSTMClassifier(numWorkers=2, initialModel=ensemble, **{**params, "epochs": 1}).fit(train_df)
     assert warm.history["loss"][0] < history["loss"][0]  # started from the trained weights
     assert warm.history["member_1/loss"][0] < history["member_1/loss"][0]
@@ -163,22 +136,14 @@ def test_sparse_rows_train_with_row_sparse_steps(spark, train_df, tiny_params):
     from pyspark.ml.linalg import SparseVector, VectorUDT
     from pyspark.sql import functions as F
 
-    records = _Records()
-    log = logging.getLogger("skol_spark")
-    level = log.level
-    log.addHandler(records)
-    log.setLevel(logging.INFO)
     wide = F.udf(
         lambda v: SparseVector(1000, {i * 97 % 1000: float(x) for i, x in enumerate(v) if x}), VectorUDT()
     )
     sparse = train_df.withColumn("features", wide(vector_to_array("features")))
-    try:
+    with skol_log_messages() as messages:
         model = BiLSTMClassifier(numWorkers=2, embeddingSize=4, **{**tiny_params, "epochs": 2}).fit(sparse)
-    finally:
-        log.removeHandler(records)
-        log.setLevel(level)
     assert model.getNumFeatures() == 1000
-    [summary] = [m for m in records.messages if "weight digests of all 2 ranks agree" in m]
+    [summary] = [m for m in messages if "weight digests of all 2 ranks agree" in m]
     assert "row-sparse steps" in summary and "kernel rows exchanged by all-gather" in summary, summary
     dense_again = sparse.withColumn("features", array_to_vector(vector_to_array("features")))
     assert model.transform(sparse).count() == model.transform(dense_again).count() == train_df.count()

@@ -38,8 +38,6 @@ from typing import Any
 from skol_spark.errors import TrainingEngineError
 from skol_spark.fit.distributed.worker import (
     DATA,
-    ERROR,
-    HINT,
     INITIAL,
     MEMBERS,
     PROBE,
@@ -47,6 +45,8 @@ from skol_spark.fit.distributed.worker import (
     RESULT_WEIGHTS,
     ROWS_DONE,
     SPEC,
+    failure_report,
+    write_hint,
     write_training_data,
 )
 from skol_spark.fit.progress import FitProgress
@@ -120,8 +120,7 @@ class _Child:
         )
 
     def give(self, data_file: Path, hint: dict[str, Any]) -> None:
-        (self.workdir / (HINT + ".part")).write_text(json.dumps(hint))
-        (self.workdir / (HINT + ".part")).rename(self.workdir / HINT)
+        write_hint(self.workdir, hint)
         if data_file.parent != self.workdir:
             try:
                 os.link(data_file, self.workdir / DATA)
@@ -130,14 +129,9 @@ class _Child:
         (self.workdir / ROWS_DONE).touch()
 
     def failure(self, code: int) -> str:
-        error = self.workdir / ERROR
         self.log.flush()
-        log = (self.workdir / "log.txt").read_bytes()[-_LOG_TAIL:].decode("utf-8", "replace")
-        if error.exists():
-            what, _, detail = error.read_text().partition("\n\n")
-        else:
-            what, detail = f"the process ended with code {code}", log
-        return f"The driver fit on JAX failed: {what}\n--- its traceback or log tail ---\n{detail[-_LOG_TAIL:]}"
+        what, detail = failure_report(self.workdir, code, _LOG_TAIL)
+        return f"The driver fit on JAX failed: {what}\n--- its traceback or log tail ---\n{detail}"
 
     def close(self) -> None:
         if self.process.poll() is None:

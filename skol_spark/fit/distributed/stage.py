@@ -54,8 +54,6 @@ from skol_spark.compat.executors import EXECUTOR_IMPORT_ERROR, on_executors
 from skol_spark.errors import DistributedTrainingError, ModelRebuildError
 from skol_spark.fit.distributed.ring import free_port
 from skol_spark.fit.distributed.worker import (
-    ERROR,
-    HINT,
     INITIAL,
     PEER_LOST,
     PROBE,
@@ -64,6 +62,8 @@ from skol_spark.fit.distributed.worker import (
     ROWS,
     ROWS_DONE,
     SPEC,
+    failure_report,
+    write_hint,
 )
 from skol_spark.fit.progress import FitProgress
 from skol_spark.nn.trained_network import TrainedNetwork
@@ -403,8 +403,7 @@ def _write_hint(column: Any, workdir: Path) -> None:
         width, sparse = feature_storage(column)
     except (ValueError, TypeError):
         return
-    (workdir / (HINT + ".part")).write_text(json.dumps({"width": width, "sparse": sparse}))
-    (workdir / (HINT + ".part")).rename(workdir / HINT)
+    write_hint(workdir, {"width": width, "sparse": sparse})
 
 
 def child_env(context: Any = None, cpus: int | None = None) -> dict[str, str]:
@@ -474,13 +473,10 @@ def _task_cpus(context: Any) -> int | None:
 
 
 def _failure_message(rank: int, num_workers: int, code: int, workdir: Path) -> str:
-    error = workdir / ERROR
-    what = error.read_text().split("\n\n", 1)[0] if error.exists() else f"the process ended with code {code}"
-    log = (workdir / "log.txt").read_bytes()[-_LOG_TAIL:].decode("utf-8", "replace")
-    detail = error.read_text().split("\n\n", 1)[-1] if error.exists() else log
+    what, detail = failure_report(workdir, code, _LOG_TAIL)
     return (
         f"{_ERROR_START}Worker {rank} of {num_workers} failed: {what}\n"
-        f"--- its traceback or log tail ---\n{detail[-_LOG_TAIL:]}{_ERROR_END}"
+        f"--- its traceback or log tail ---\n{detail}{_ERROR_END}"
     )
 
 

@@ -187,6 +187,26 @@ def _load_rows(workdir: Path, spec: dict) -> Any:
         )
 
 
+def write_hint(workdir: Path, hint: dict[str, Any]) -> None:
+    """Give the child its rows' width and storage (``{"width", "sparse"}``) before the rows: it
+    compiles while they are written. Written whole or not at all (the child polls for the file)."""
+    part = workdir / (HINT + ".part")
+    part.write_text(json.dumps(hint))
+    part.rename(workdir / HINT)
+
+
+def failure_report(workdir: Path, code: int, log_tail: int = 4000) -> tuple[str, str]:
+    """``(what, detail)`` of a child that ended with ``code``: its ``error.txt`` (first paragraph,
+    then the traceback) when it wrote one, else the exit code and the tail of its ``log.txt``."""
+    error = workdir / ERROR
+    if error.exists():
+        what, _, detail = error.read_text().partition("\n\n")
+    else:
+        what = f"the process ended with code {code}"
+        detail = (workdir / "log.txt").read_bytes()[-log_tail:].decode("utf-8", "replace")
+    return what, detail[-log_tail:]
+
+
 def write_training_data(data: Any, path: Path) -> None:
     """``data`` (a :class:`~skol_spark.fit.training_data.TrainingData`) as one ``.npz``, read back by
     :func:`read_training_data`."""
