@@ -3,7 +3,7 @@
 Run from the repository root (after ``make install``; about 15 minutes on 2 idle cores):
 
     .venv/bin/python bench/bench_data_parallel.py                  # local[2], then local-cluster[2,1,2048]
-    .venv/bin/python bench/bench_data_parallel.py --part local --positions 64000 192000
+    .venv/bin/python bench/bench_data_parallel.py --part local --positions 96000 288000
     .venv/bin/python bench/bench_data_parallel.py --part cluster   # weak scaling only
     .venv/bin/python bench/bench_data_parallel.py --part sparse    # row-sparse exchange, 16,384 and 2^18 dims
 
@@ -12,9 +12,13 @@ projection 64, window 50, batch 16, dropout 0.3, one network), 2 epochs, on
 DIM-dim dense rows built in the JVM (documents of 100 positions, ``sin`` of
 the row id at DIM frequencies; the label a function of the row's first
 feature, so the network can learn it) and cached, at two sizes. For each
-size the driver fit (``numWorkers=1``) and ``numWorkers=2`` run side by side,
-after a warm-up fit of each kind (imports, first traces, XLA's compilation
-cache); a thread samples the driver's RSS every 20 ms. Accuracy is measured
+size the driver fit (``numWorkers=1``, ``trainingEngine="auto"``: the
+driver fit as users get it) and ``numWorkers=2`` run side by side, after a
+warm-up fit of each kind (imports, first traces, XLA's compilation cache);
+a thread samples the driver's RSS every 20 ms. The default sizes (96,000 and
+288,000 positions: 240 and 720 steps) both train the driver fit on JAX
+(``fit.jax_driver.JAX_FROM_STEPS``), so the slope compares one engine's
+steady state; the engine "auto" picked is printed for each size. Accuracy is measured
 on 20,000 other positions. From the two sizes: the time per extra position
 (slope) and the start-up (intercept) of each kind, and their ratios.
 
@@ -121,6 +125,15 @@ def fit_once(df, workers: int, epochs: int, timings: Timings, **params) -> dict:
             "timings": timings.last}
 
 
+def driver_engine(positions: int, epochs: int) -> str:
+    """The engine ``trainingEngine="auto"`` picks for the bench's driver fit of ``positions`` rows."""
+    from skol_spark.fit.jax_driver import choose_engine, estimated_steps
+
+    training = {"validation_fraction": 0.0, "window_size": NETWORK["windowSize"],
+                "batch_size": NETWORK["batchSize"], "ensemble_size": NETWORK["ensembleSize"], "epochs": epochs}
+    return choose_engine("auto", output_layer="softmax", use_gpu=False, steps=estimated_steps(positions, training))
+
+
 def epoch_rate(timings: dict | None, positions: int) -> float | None:
     """Positions per second in the last epoch, as rank 0 timed it (None for the driver fit)."""
     if not timings:
@@ -138,8 +151,14 @@ def part_local(args) -> None:
     test.count()
     warm = learnable_documents(spark, 4_000).cache()
     warm.count()
-    for workers in (1, 2):
-        fit_once(warm, workers, 1, timings)
+    engines = {n: driver_engine(n, args.epochs) for n in args.positions}
+    print("driver fit's engine ('auto'):", ", ".join(f"{n:,} positions: {e}" for n, e in engines.items()))
+    if len(set(engines.values())) > 1:
+        print("  the two sizes train on different engines: the slope mixes them (pick sizes on one side "
+              "of fit.jax_driver.JAX_FROM_STEPS)")
+    for workers in (1, 2):  # the driver's warm-up on the engine the larger size uses
+        engine = {"trainingEngine": engines[args.positions[-1]]} if workers == 1 else {}
+        fit_once(warm, workers, 1, timings, **engine)
     rows = []
     for positions in args.positions:
         df = learnable_documents(spark, positions).cache()
@@ -182,10 +201,12 @@ def report_local(rows: list[dict], sizes: list[int]) -> None:
     print(f"driver RSS growth, numWorkers=2: {w_lo['growth'] / 2**20:.0f} MB at {lo:,}, "
           f"{w_hi['growth'] / 2**20:.0f} MB at {hi:,} (driver fit: {d_lo['growth'] / 2**20:.0f}, "
           f"{d_hi['growth'] / 2**20:.0f} MB)")
-    if w_hi["timings"]:
-        phases = w_hi["timings"]["phases"]
-        print("numWorkers=2 rank 0's phases at", f"{hi:,}:", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
-        print("  per step, ms (each rank's median: compute, all-reduce, update):", w_hi["timings"]["ranks_step_ms"])
+    for n, w in ((lo, w_lo), (hi, w_hi)):
+        if w["timings"]:
+            phases = w["timings"]["phases"]
+            print(f"numWorkers=2 rank 0's phases at {n:,}:", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
+            print("  per step, ms (each rank's median: compute, all-reduce, update):",
+                  [[round(ms, 1) for ms in rank] for rank in w["timings"]["ranks_step_ms"]])
 
 
 CLUSTER_JOB = r"""
@@ -278,7 +299,7 @@ def part_sparse(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["local", "cluster", "sparse", "all"], default="all")
-    parser.add_argument("--positions", type=int, nargs=2, default=[64_000, 192_000])
+    parser.add_argument("--positions", type=int, nargs=2, default=[96_000, 288_000])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--cluster-positions", type=int, default=192_000)
     parser.add_argument("--sparse-positions", type=int, default=20_000)
