@@ -169,7 +169,10 @@ def _train(run: RankRun, step: Any, forward: Any, state: dict[str, Any], member:
         batches.shuffle()
         losses = []
         for i in range(run.steps):
-            clock = run.clock.start_step(count % _TIMED_EVERY == 1)
+            timed = count % _TIMED_EVERY == 1
+            if timed and run.digests:  # a lone rank's steps queue up unawaited: time this one alone
+                run.digests[-1].block_until_ready()
+            clock = run.clock.start_step(timed)
             digest, loss = step.step(state, batches[i], run.class_weights, clock)
             run.digests.append(digest)
             losses.append(loss)
