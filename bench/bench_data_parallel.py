@@ -24,8 +24,10 @@ on 20,000 other positions. From the two sizes: the time per extra position
 
 **cluster** (``spark-submit --master local-cluster[2,1,2048]``, two executors
 of one core): the data-parallel path with one worker (the test-only switch
-``orchestration.DATA_PARALLEL_FROM = 1``, batch 8) and with two (batch 16:
-8 a worker), each after a warm-up, on ``--cluster-positions`` positions
+``orchestration.DATA_PARALLEL_FROM = 1``, batch 8; the whole job pinned to
+one CPU, since a lone rank exchanges nothing and its host loop would run on
+the idle core) and with two (batch 16: 8 a worker), one ``spark-submit``
+each, each after a warm-up, on ``--cluster-positions`` positions
 (192,000: a second epoch of 4-8 s; at 64,000 it lasted 1.6-2.5 s and one
 run's ratio swung from 1.2 to 1.9); steady state is the second epoch, timed
 by rank 0 (``first_epoch`` to ``trained``): positions per second.
@@ -223,8 +225,9 @@ positions = int(sys.argv[3])
 df = bench.learnable_documents(spark, positions).repartition(2).cache()
 df.count()
 out = {}
-for workers, batch in ((1, 8), (2, 16), (1, 8), (2, 16)):  # warm-ups first
-    r = bench.fit_once(df, workers, 2, timings, batchSize=batch)
+workers = int(sys.argv[4])
+for _ in range(2):  # a warm-up first
+    r = bench.fit_once(df, workers, 2, timings, batchSize=8 * workers)
     out[workers] = {"seconds": r["seconds"], "timings": r["timings"], "rate": bench.epoch_rate(r["timings"], positions)}
 json.dump(out, open(sys.argv[1], "w"))
 spark.stop()
@@ -253,14 +256,19 @@ def part_cluster(args) -> None:
         job.write_text(CLUSTER_JOB)
         env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable,
                "PYSPARK_DRIVER_PYTHON": sys.executable}
-        command = [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,2048]",
-                   "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g",
-                   "--conf", "spark.sql.shuffle.partitions=2", str(job), str(tmp / "out.json"),
-                   str(Path(__file__).parent), str(args.cluster_positions)]
-        done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(done.stderr[-4000:])
-        out = json.loads((tmp / "out.json").read_text())
+        out = {}
+        for workers in (1, 2):
+            command = [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,2048]",
+                       "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g",
+                       "--conf", "spark.sql.shuffle.partitions=2", str(job), str(tmp / "out.json"),
+                       str(Path(__file__).parent), str(args.cluster_positions), str(workers)]
+            # One worker of one core: the whole job on CPU 0, or a lone rank's host loop (which queues
+            # its steps without waiting) would borrow the idle second core.
+            pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if workers == 1 else None
+            done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, preexec_fn=pin)
+            if done.returncode:
+                raise SystemExit(done.stderr[-4000:])
+            out.update(json.loads((tmp / "out.json").read_text()))
     print(f"load average after: {os.getloadavg()}")
     one, two = out["1"], out["2"]
     for n, r in (("1", one), ("2", two)):
