@@ -127,13 +127,20 @@ def fit_once(df, workers: int, epochs: int, timings: Timings, **params) -> dict:
             "timings": timings.last}
 
 
-def driver_engine(positions: int, epochs: int) -> str:
-    """The engine ``trainingEngine="auto"`` picks for the bench's driver fit of ``positions`` rows."""
-    from skol_spark.fit.jax_driver import choose_engine, estimated_steps
+def driver_steps(positions: int, epochs: int, ensemble: int = NETWORK["ensembleSize"]) -> int:
+    """The optimizer steps of a driver fit of ``NETWORK`` on ``positions`` rows (no validation rows)."""
+    from skol_spark.fit.jax_driver import estimated_steps
 
     training = {"validation_fraction": 0.0, "window_size": NETWORK["windowSize"],
-                "batch_size": NETWORK["batchSize"], "ensemble_size": NETWORK["ensembleSize"], "epochs": epochs}
-    return choose_engine("auto", output_layer="softmax", use_gpu=False, steps=estimated_steps(positions, training))
+                "batch_size": NETWORK["batchSize"], "ensemble_size": ensemble, "epochs": epochs}
+    return estimated_steps(positions, training)
+
+
+def driver_engine(positions: int, epochs: int) -> str:
+    """The engine ``trainingEngine="auto"`` picks for the bench's driver fit of ``positions`` rows."""
+    from skol_spark.fit.jax_driver import choose_engine
+
+    return choose_engine("auto", output_layer="softmax", use_gpu=False, steps=driver_steps(positions, epochs))
 
 
 def epoch_rate(timings: dict | None, positions: int) -> float | None:

@@ -33,7 +33,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_data_parallel import NETWORK, learnable_documents  # noqa: E402
+from bench_data_parallel import NETWORK, driver_steps, learnable_documents  # noqa: E402
 from benchlib import quiet_local_spark  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from skol_spark import BiLSTMClassifier
-    from skol_spark.fit.jax_driver import JAX_FROM_STEPS, estimated_steps
+    from skol_spark.fit.jax_driver import JAX_FROM_STEPS
 
     spark = quiet_local_spark(driver_memory="6g", **{"spark.driver.maxResultSize": "4g"})
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; pyspark {spark.version}; "
@@ -80,9 +80,7 @@ def main() -> None:
             if cache is not None:
                 shutil.rmtree(cache, ignore_errors=True)
             accuracy[engine] = _accuracy(model, test)
-        training = dict(validation_fraction=0.0, window_size=NETWORK["windowSize"],
-                        batch_size=NETWORK["batchSize"], ensemble_size=args.ensemble, epochs=args.epochs)
-        print(f"{positions:>9,} {estimated_steps(positions, training):>6} {seconds['tensorflow']:>13.1f} "
+        print(f"{positions:>9,} {driver_steps(positions, args.epochs, args.ensemble):>6} {seconds['tensorflow']:>13.1f} "
               f"{seconds['jax']:>7.1f} {seconds['tensorflow'] / seconds['jax']:>9.2f} "
               f"{accuracy['tensorflow']:>12.3f} {accuracy['jax']:>13.3f}", flush=True)
         rows.unpersist()
