@@ -248,6 +248,22 @@ def test_a_killed_worker_process_fails_the_fit(spark, train_df, tiny_params):
     assert not _worker_processes()
 
 
+def test_a_rank_sizes_xlas_thread_pools_to_its_tasks_cores(monkeypatch):
+    from skol_spark.fit.distributed.stage import child_env
+
+    monkeypatch.delenv("PJRT_NPROC", raising=False)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    one = child_env(cpus=1)
+    assert (one["PJRT_NPROC"], one["XLA_FLAGS"]) == ("1", "--xla_cpu_multi_thread_eigen=false")
+    assert one["KERAS_BACKEND"] == "jax"
+    four = child_env(cpus=4)
+    assert four["PJRT_NPROC"] == "4" and "XLA_FLAGS" not in four
+    monkeypatch.setenv("PJRT_NPROC", "3")  # the user's own setting wins
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+    mine = child_env(cpus=1)
+    assert (mine["PJRT_NPROC"], mine["XLA_FLAGS"]) == ("3", "--xla_dump_to=/tmp/x")
+
+
 def test_param_errors(spark, train_df, tiny_params):
     with pytest.raises(ValueError, match=r"Expected numWorkers to be a positive integer. Received: numWorkers=0"):
         BiLSTMClassifier(numWorkers=0)

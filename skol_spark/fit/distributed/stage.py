@@ -410,8 +410,11 @@ def child_env(context: Any = None, cpus: int | None = None) -> dict[str, str]:
     """This task's environment, with Keras on JAX (CPU) and skol_spark importable where it came from.
 
     XLA's CPU runtime gets as many threads as the task has cores (``spark.task.cpus``, or ``cpus``), so
-    ``numWorkers`` ranks on one executor share its cores instead of each sizing a thread pool to
-    the machine.
+    ``numWorkers`` ranks on one executor share its cores instead of each sizing its thread pools to
+    the machine: ``PJRT_NPROC`` sizes the JAX CPU client's pools, and a one-core task also runs
+    XLA's matrix products single-threaded. Pools sized to the machine cost two ranks on two cores
+    a quarter of their step time (their idle threads spin on the other rank's core; see
+    DEVELOPERS.md). Variables already set in the environment win.
     """
     import skol_spark
 
@@ -425,8 +428,10 @@ def child_env(context: Any = None, cpus: int | None = None) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
     }
     cpus = cpus or _task_cpus(context)
+    if cpus and "PJRT_NPROC" not in os.environ:
+        env["PJRT_NPROC"] = str(cpus)
     if cpus == 1 and "XLA_FLAGS" not in os.environ:
-        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"
     cache = _compilation_cache()
     if cache is not None and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         # JAX bounds the cache only with filelock installed (the distributed extra brings it).
