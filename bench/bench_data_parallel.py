@@ -26,7 +26,8 @@ on 20,000 other positions. From the two sizes: the time per extra position
 of one core): the data-parallel path with one worker (the test-only switch
 ``orchestration.DATA_PARALLEL_FROM = 1``, batch 8; the whole job pinned to
 one CPU, since a lone rank exchanges nothing and its host loop would run on
-the idle core) and with two (batch 16: 8 a worker), one ``spark-submit``
+the idle core) and with two (batch 16: 8 a worker; ``--cluster-batch``
+sets the windows a worker), one ``spark-submit``
 each, each after a warm-up, on ``--cluster-positions`` positions
 (192,000: a second epoch of 4-8 s; at 64,000 it lasted 1.6-2.5 s and one
 run's ratio swung from 1.2 to 1.9); steady state is the second epoch, timed
@@ -214,7 +215,7 @@ def report_local(rows: list[dict], sizes: list[int]) -> None:
         if w["timings"]:
             phases = w["timings"]["phases"]
             print(f"numWorkers=2 rank 0's phases at {n:,}:", ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
-            print("  per step, ms (each rank's median: compute, all-reduce, update):",
+            print("  per step, ms (each rank's median: compute, all-reduce, update; its mean step):",
                   [[round(ms, 1) for ms in rank] for rank in w["timings"]["ranks_step_ms"]])
 
 
@@ -234,7 +235,7 @@ df.count()
 out = {}
 workers = int(sys.argv[4])
 for _ in range(2):  # a warm-up first
-    r = bench.fit_once(df, workers, 2, timings, batchSize=8 * workers)
+    r = bench.fit_once(df, workers, 2, timings, batchSize=int(sys.argv[5]) * workers)
     out[workers] = {"seconds": r["seconds"], "timings": r["timings"], "rate": bench.epoch_rate(r["timings"], positions)}
 json.dump(out, open(sys.argv[1], "w"))
 spark.stop()
@@ -254,7 +255,8 @@ def spark_home(tmp: Path) -> Path:
 
 
 def part_cluster(args) -> None:
-    print("\n## weak scaling on local-cluster[2,1,2048]: the data-parallel path, 8 windows a worker a step")
+    print(f"\n## weak scaling on local-cluster[2,1,2048]: the data-parallel path, {args.cluster_batch} windows a "
+          "worker a step")
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -268,7 +270,7 @@ def part_cluster(args) -> None:
             command = [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,2048]",
                        "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g",
                        "--conf", "spark.sql.shuffle.partitions=2", str(job), str(tmp / "out.json"),
-                       str(Path(__file__).parent), str(args.cluster_positions), str(workers)]
+                       str(Path(__file__).parent), str(args.cluster_positions), str(workers), str(args.cluster_batch)]
             # One worker of one core: the whole job on CPU 0, or a lone rank's host loop (which queues
             # its steps without waiting) would borrow the idle second core.
             pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if workers == 1 else None
@@ -279,8 +281,9 @@ def part_cluster(args) -> None:
     print(f"load average after: {os.getloadavg()}")
     one, two = out["1"], out["2"]
     for n, r in (("1", one), ("2", two)):
+        steps = [[round(ms, 1) for ms in rank] for rank in r["timings"]["ranks_step_ms"]]
         print(f"  {n} worker(s): fit {r['seconds']:.1f} s, second epoch {r['rate']:,.0f} positions/s; step ms "
-              f"(compute, all-reduce, update) {r['timings']['ranks_step_ms']}")
+              f"(compute, all-reduce, update; mean step) {steps}")
     print(f"weak scaling: 2 workers / 1 worker steady-state positions/s = {two['rate'] / one['rate']:.2f} "
           f"(target >= 1.6); whole fits {one['seconds'] / two['seconds']:.2f}x")
 
@@ -317,6 +320,7 @@ def main() -> None:
     parser.add_argument("--positions", type=int, nargs=2, default=[96_000, 288_000])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--cluster-positions", type=int, default=192_000)
+    parser.add_argument("--cluster-batch", type=int, default=8, help="windows a worker a step (weak scaling)")
     parser.add_argument("--sparse-positions", type=int, default=20_000)
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "

@@ -32,14 +32,23 @@ _TIMED_EVERY = 8
 
 
 class Clock:
-    """Wall-clock phases of the rank (seconds since ``origin``, the driver starting the stage) and timed
-    step parts."""
+    """Wall-clock phases of the rank (seconds since ``origin``, the driver starting the stage), timed
+    step parts, and every step's wall time (from one step's return to the next's, within an epoch)."""
 
     def __init__(self, origin: float) -> None:
         self.origin = origin
         self.phases: dict[str, float] = {}
         self.parts: dict[str, list[float]] = {}
+        self.steps: list[float] = []
         self._last: float | None = None
+        self._stepped: float | None = None
+
+    def stepped(self, first: bool) -> None:
+        """A step returned (``first``: the epoch's first, whose time since the last epoch is not counted)."""
+        now = time.perf_counter()
+        if not first and self._stepped is not None:
+            self.steps.append(now - self._stepped)
+        self._stepped = now
 
     def mark(self, phase: str) -> None:
         self.phases[phase] = round(time.time() - self.origin, 3)
@@ -58,7 +67,10 @@ class Clock:
         self._last = now
 
     def summary(self) -> dict[str, Any]:
-        return {"phases": self.phases, "step_ms": {k: 1e3 * float(np.median(v)) for k, v in self.parts.items()}}
+        parts = {k: 1e3 * float(np.median(v)) for k, v in self.parts.items()}
+        if self.steps:
+            parts["step (mean)"] = 1e3 * float(np.mean(self.steps))
+        return {"phases": self.phases, "step_ms": parts}
 
 
 class RankBatches:
@@ -169,11 +181,13 @@ def _train(run: RankRun, step: Any, forward: Any, state: dict[str, Any], member:
         batches.shuffle()
         losses = []
         for i in range(run.steps):
+            batch = batches[i]
             timed = count % _TIMED_EVERY == 1
             if timed and run.digests:  # a lone rank's steps queue up unawaited: time this one alone
                 run.digests[-1].block_until_ready()
             clock = run.clock.start_step(timed)
-            digest, loss = step.step(state, batches[i], run.class_weights, clock)
+            digest, loss = step.step(state, batch, run.class_weights, clock)
+            run.clock.stepped(first=i == 0)
             run.digests.append(digest)
             losses.append(loss)
             count += 1

@@ -217,14 +217,17 @@ def _task_error(message: str) -> DistributedTrainingError | None:
 
 
 def _log_timings(timings: dict[str, Any], floats: int) -> None:
-    """Rank 0's phases (seconds since the driver started the stage) and every rank's median step parts."""
+    """Rank 0's phases (seconds since the driver started the stage), every rank's median step parts and
+    the slowest rank's mean step."""
     phases = ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings["phases"].items())
     ranks = np.asarray(timings["ranks_step_ms"], dtype=float)
     timed = ranks[~np.isnan(ranks).any(axis=1)]
-    compute, exchange, update = np.median(timed, axis=0) if len(timed) else (np.nan,) * 3
+    compute, exchange, update, _ = np.median(timed, axis=0) if len(timed) else (np.nan,) * 4
+    mean_step = np.max(timed[:, 3]) if len(timed) else np.nan
     logger.info(
         "data-parallel timings: rank 0 reached %s s; per step (median over ranks of each rank's median, ms): "
-        "compute %.1f, all-reduce of %d floats %.1f, update %.1f", phases, compute, floats, exchange, update,
+        "compute %.1f, all-reduce of %d floats %.1f, update %.1f; mean step %.1f ms", phases, compute, floats,
+        exchange, update, mean_step,
     )
     logger.debug("data-parallel timings: %s", json.dumps(timings))
 

@@ -395,9 +395,10 @@ def train(workdir: Path, spec: dict, clock: Any) -> None:
 
 
 def _step_times(clock: Any) -> list[float]:
-    """This rank's median step parts in ms: compute, all-reduce, update (NaN when never timed)."""
+    """This rank's median step parts in ms (compute, all-reduce, update) and its mean step's wall time
+    (NaN when never timed)."""
     parts = clock.summary()["step_ms"]
-    return [parts.get(k, math.nan) for k in ("compute", "all-reduce", "update")]
+    return [parts.get(k, math.nan) for k in ("compute", "all-reduce", "update", "step (mean)")]
 
 
 def _write_result(workdir: Path, programs: _Programs, data: Any, doc_lengths: np.ndarray, config: Any,
