@@ -19,7 +19,7 @@ Run from the repository root (after ``make install``; about 3 minutes on 2 cores
 3. **Model**: a step on N executors takes ``c(b) + 2 (N - 1) (alpha + S / (N
    beta))``: the compute at the per-worker batch b, then a ring all-reduce
    of the S-byte gradient (2 (N - 1) hops, each a latency alpha and 1/N of
-   the gradient at bandwidth beta). The table assumes alpha = 50 us and beta
+   the gradient at bandwidth beta; two ranks swap, ``alpha + S / beta``). The table assumes alpha = 50 us and beta
    = 10 Gb/s; efficiency is c(b) over the step time (weak scaling: b fixed, a
    global batch of N b windows). The switch point is where the
    data-parallel fit's extra start-up is paid back by its lower time per
@@ -131,8 +131,13 @@ def measure_compute(batches: list[int]) -> dict[str, float]:
 
 
 def ring_seconds(n: int, nbytes: float, latency: float = LATENCY, bandwidth: float = BANDWIDTH) -> float:
-    """A ring all-reduce of ``nbytes`` over ``n`` ranks: 2 (n - 1) hops of latency and nbytes / n."""
-    return 0.0 if n == 1 else 2 * (n - 1) * (latency + nbytes / (n * bandwidth))
+    """An all-reduce of ``nbytes`` over ``n`` ranks as ``Ring.allreduce`` does it: 2 (n - 1) hops of
+    latency and nbytes / n; two ranks swap whole vectors, one hop of nbytes."""
+    if n == 1:
+        return 0.0
+    if n == 2:
+        return latency + nbytes / bandwidth
+    return 2 * (n - 1) * (latency + nbytes / (n * bandwidth))
 
 
 def main() -> None:
@@ -150,11 +155,11 @@ def main() -> None:
     print(f"{'floats':>12} {'MB':>8} {'ms':>9}")
     for size in sizes:
         print(f"{size:>12,} {size * 4 / 2**20:>8.2f} {ring[f'allreduce {size}'] * 1e3:>9.2f}")
-    # For 2 ranks the model is 2 hops of (alpha + bytes / (2 beta)): the smallest vector gives alpha,
+    # Two ranks swap whole vectors: one hop of alpha + bytes / beta. The smallest vector gives alpha,
     # the largest beta.
-    alpha = ring[f"allreduce {sizes[0]}"] / 2
+    alpha = ring[f"allreduce {sizes[0]}"]
     big = sizes[-1] * 4
-    beta = big / (ring[f"allreduce {sizes[-1]}"] - 2 * alpha)
+    beta = big / (ring[f"allreduce {sizes[-1]}"] - alpha)
     print(f"this machine's loopback: alpha = {alpha * 1e6:.0f} us a hop, beta = {beta * 8 / 1e9:.1f} Gb/s "
           f"(the model below assumes {LATENCY * 1e6:.0f} us and 10 Gb/s)")
     for c in (1024, 4096, 16384):
@@ -170,7 +175,7 @@ def main() -> None:
         print(f"{b:>16} {c * 1e3:>8.1f} {c / (b * WINDOW) * 1e6:>12.1f}")
 
     nbytes = 4 * floats
-    print(f"\n## expected step time at N executors: c(b) + 2 (N - 1) (alpha + S / (N beta)), S = {nbytes / 2**20:.2f} MB "
+    print(f"\n## expected step time at N executors: c(b) + 2 (N - 1) (alpha + S / (N beta)) (N = 2: alpha + S / beta), S = {nbytes / 2**20:.2f} MB "
           f"({floats:,} floats), alpha = {LATENCY * 1e6:.0f} us, beta = 10 Gb/s")
     print(f"{'N':>5} {'b':>3} {'global batch':>12} {'compute ms':>10} {'all-reduce ms':>13} {'step ms':>8} "
           f"{'efficiency':>10} {'positions/s':>12} {'speed-up':>9}")
