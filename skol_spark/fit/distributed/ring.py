@@ -8,10 +8,9 @@ steps, each rank sending ``2 (N - 1) / N`` of the vector. Each chunk is
 summed once, along the ring, and then copied to every rank, so all ranks
 hold bitwise-equal sums: equal updates keep the weights equal without a
 broadcast. Two ranks swap their whole vectors instead, in one exchange
-(the same bytes, half the round trips: 1.0-1.1 ms against 1.2-1.6 for the
-bench network's gradient): each adds the other's to its own, and float
-addition is commutative, so both hold the same bits. :meth:`Ring.allgather`
-passes every rank's block around the ring.
+(the same bytes, half the round trips): each adds the other's to its own,
+and float addition is commutative, so both hold the same bits.
+:meth:`Ring.allgather` passes every rank's block around the ring.
 
 A peer that goes away (its process failed or was killed) closes its
 connections: the next send or receive raises :class:`PeerLostError` at once.

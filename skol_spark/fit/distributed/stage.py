@@ -416,7 +416,7 @@ def child_env(context: Any = None, cpus: int | None = None) -> dict[str, str]:
     ``numWorkers`` ranks on one executor share its cores instead of each sizing its thread pools to
     the machine: ``PJRT_NPROC`` sizes the JAX CPU client's pools, and a one-core task also runs
     XLA's matrix products single-threaded. Pools sized to the machine cost two ranks on two cores
-    a quarter of their step time (their idle threads spin on the other rank's core; see
+    a quarter of their step time (their idle threads run on the other rank's core; see
     DEVELOPERS.md). Variables already set in the environment win.
     """
     import skol_spark
