@@ -1,6 +1,6 @@
 """numWorkers=2 against the driver fit: time per extra position, start-up, accuracy, driver RSS; weak scaling.
 
-Run from the repository root (after ``make install``; about 15 minutes on 2 idle cores):
+Run from the repository root (after ``make install``; about 20 minutes on 2 idle cores):
 
     .venv/bin/python bench/bench_data_parallel.py                  # local[2], then local-cluster[2,1,2048]
     .venv/bin/python bench/bench_data_parallel.py --part local --positions 96000 288000
@@ -26,8 +26,9 @@ on 20,000 other positions. From the two sizes: the time per extra position
 of one core): the data-parallel path with one worker (the test-only switch
 ``orchestration.DATA_PARALLEL_FROM = 1``, batch 8; the whole job pinned to
 one CPU, since a lone rank exchanges nothing and its host loop would run on
-the idle core) and with two (batch 16: 8 a worker; ``--cluster-batch``
-sets the windows a worker), one ``spark-submit``
+the idle core) and with two (batch 16: 8 a worker), then both again at
+16 windows a worker (``--cluster-batch``: the windows a worker, one
+measurement each), one ``spark-submit``
 each, each after a warm-up, on ``--cluster-positions`` positions
 (192,000: a second epoch of 4-8 s; at 64,000 it lasted 1.6-2.5 s and one
 run's ratio swung from 1.2 to 1.9); steady state is the second epoch, timed
@@ -255,8 +256,7 @@ def spark_home(tmp: Path) -> Path:
 
 
 def part_cluster(args) -> None:
-    print(f"\n## weak scaling on local-cluster[2,1,2048]: the data-parallel path, {args.cluster_batch} windows a "
-          "worker a step")
+    print("\n## weak scaling on local-cluster[2,1,2048]: the data-parallel path")
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -265,27 +265,32 @@ def part_cluster(args) -> None:
         job.write_text(CLUSTER_JOB)
         env = {**os.environ, "SPARK_HOME": str(home), "PYSPARK_PYTHON": sys.executable,
                "PYSPARK_DRIVER_PYTHON": sys.executable}
-        out = {}
-        for workers in (1, 2):
-            command = [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,2048]",
-                       "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g",
-                       "--conf", "spark.sql.shuffle.partitions=2", str(job), str(tmp / "out.json"),
-                       str(Path(__file__).parent), str(args.cluster_positions), str(workers), str(args.cluster_batch)]
-            # One worker of one core: the whole job on CPU 0, or a lone rank's host loop (which queues
-            # its steps without waiting) would borrow the idle second core.
-            pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if workers == 1 else None
-            done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, preexec_fn=pin)
-            if done.returncode:
-                raise SystemExit(done.stderr[-4000:])
-            out.update(json.loads((tmp / "out.json").read_text()))
+        for batch in args.cluster_batch:
+            print(f"\n{batch} windows a worker a step")
+            out = {}
+            for workers in (1, 2):
+                command = [str(home / "bin" / "spark-submit"), "--master", "local-cluster[2,1,2048]",
+                           "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g",
+                           "--conf", "spark.sql.shuffle.partitions=2", str(job), str(tmp / "out.json"),
+                           str(Path(__file__).parent), str(args.cluster_positions), str(workers), str(batch)]
+                # One worker of one core: the whole job on CPU 0, or a lone rank's host loop (which
+                # queues its steps without waiting) would borrow the idle second core.
+                pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if workers == 1 else None
+                done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, preexec_fn=pin)
+                if done.returncode:
+                    raise SystemExit(done.stderr[-4000:])
+                out.update(json.loads((tmp / "out.json").read_text()))
+            report_cluster(out["1"], out["2"])
     print(f"load average after: {os.getloadavg()}")
-    one, two = out["1"], out["2"]
+
+
+def report_cluster(one: dict, two: dict) -> None:
     for n, r in (("1", one), ("2", two)):
         steps = [[round(ms, 1) for ms in rank] for rank in r["timings"]["ranks_step_ms"]]
         print(f"  {n} worker(s): fit {r['seconds']:.1f} s, second epoch {r['rate']:,.0f} positions/s; step ms "
-              f"(compute, all-reduce, update; mean step) {steps}")
+              f"(compute, all-reduce, update; mean step) {steps}", flush=True)
     print(f"weak scaling: 2 workers / 1 worker steady-state positions/s = {two['rate'] / one['rate']:.2f} "
-          f"(target >= 1.6); whole fits {one['seconds'] / two['seconds']:.2f}x")
+          f"(target >= 1.6); whole fits {one['seconds'] / two['seconds']:.2f}x", flush=True)
 
 
 def part_sparse(args) -> None:
@@ -320,7 +325,8 @@ def main() -> None:
     parser.add_argument("--positions", type=int, nargs=2, default=[96_000, 288_000])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--cluster-positions", type=int, default=192_000)
-    parser.add_argument("--cluster-batch", type=int, default=8, help="windows a worker a step (weak scaling)")
+    parser.add_argument("--cluster-batch", type=int, nargs="+", default=[8, 16],
+                        help="windows a worker a step (weak scaling), one measurement each")
     parser.add_argument("--sparse-positions", type=int, default=20_000)
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
