@@ -19,8 +19,8 @@ Run from the repository root (after ``make install``; about 3 minutes on 2 cores
 3. **Model**: a step on N executors takes ``c(b) + 2 (N - 1) (alpha + S / (N
    beta))``: the compute at the per-worker batch b, then a ring all-reduce
    of the S-byte gradient (2 (N - 1) hops, each a latency alpha and 1/N of
-   the gradient at bandwidth beta; two ranks swap, ``alpha + S / beta``). The table assumes alpha = 50 us and beta
-   = 10 Gb/s; efficiency is c(b) over the step time (weak scaling: b fixed, a
+   the gradient at bandwidth beta; two ranks swap, ``alpha + S / beta``).
+   The table assumes alpha = 50 us and beta = 10 Gb/s; efficiency is c(b) over the step time (weak scaling: b fixed, a
    global batch of N b windows). The switch point is where the
    data-parallel fit's extra start-up is paid back by its lower time per
    position: ``n* = startup_gap / (driver_us - step / (N b W))``.
@@ -121,10 +121,12 @@ def measure_compute(batches: list[int]) -> dict[str, float]:
 
     env = {**_env(), **child_env(cpus=1), "TF_CPP_MIN_LOG_LEVEL": "2"}
     shape = json.dumps([WINDOW, DIM, HIDDEN, LAYERS, EMBEDDING, CLASSES])
-    one_cpu = min(os.sched_getaffinity(0))
+    pin = None
+    if hasattr(os, "sched_setaffinity"):  # one core, as a one-core executor's rank has
+        one_cpu = min(os.sched_getaffinity(0))
+        pin = lambda: os.sched_setaffinity(0, {one_cpu})  # noqa: E731
     done = subprocess.run([sys.executable, "-c", COMPUTE_SIDE, shape, json.dumps(batches)], env=env,
-                          capture_output=True, text=True, timeout=1800,
-                          preexec_fn=lambda: os.sched_setaffinity(0, {one_cpu}))
+                          capture_output=True, text=True, timeout=1800, preexec_fn=pin)
     if done.returncode:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -168,15 +170,15 @@ def main() -> None:
     batches = [1, 2, 4, 8, 16, 32]
     compute = measure_compute(batches)
     floats = compute.pop("floats")
-    print(f"\n## a step's compute (gradient + Adam, one XLA thread) on {WINDOW}-position windows, SKOL's network")
+    print(f"\n## a step's compute (gradient + Adam, one pinned core) on {WINDOW}-position windows, SKOL's network")
     print(f"{'per-worker batch':>16} {'ms':>8} {'us/position':>12}")
     for b in batches:
         c = compute[str(b)]
         print(f"{b:>16} {c * 1e3:>8.1f} {c / (b * WINDOW) * 1e6:>12.1f}")
 
     nbytes = 4 * floats
-    print(f"\n## expected step time at N executors: c(b) + 2 (N - 1) (alpha + S / (N beta)) (N = 2: alpha + S / beta), S = {nbytes / 2**20:.2f} MB "
-          f"({floats:,} floats), alpha = {LATENCY * 1e6:.0f} us, beta = 10 Gb/s")
+    print("\n## expected step time at N executors: c(b) + 2 (N - 1) (alpha + S / (N beta)) (N = 2: alpha + S / beta), "
+          f"S = {nbytes / 2**20:.2f} MB ({floats:,} floats), alpha = {LATENCY * 1e6:.0f} us, beta = 10 Gb/s")
     print(f"{'N':>5} {'b':>3} {'global batch':>12} {'compute ms':>10} {'all-reduce ms':>13} {'step ms':>8} "
           f"{'efficiency':>10} {'positions/s':>12} {'speed-up':>9}")
     for b in (8, 16):
