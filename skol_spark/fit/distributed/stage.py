@@ -221,9 +221,10 @@ def _log_timings(timings: dict[str, Any], floats: int) -> None:
     the slowest rank's mean step."""
     phases = ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings["phases"].items())
     ranks = np.asarray(timings["ranks_step_ms"], dtype=float)
-    timed = ranks[~np.isnan(ranks).any(axis=1)]
-    compute, exchange, update, _ = np.median(timed, axis=0) if len(timed) else (np.nan,) * 4
-    mean_step = np.max(timed[:, 3]) if len(timed) else np.nan
+    parts, means = ranks[:, :3], ranks[:, 3]
+    timed = parts[~np.isnan(parts).any(axis=1)]
+    compute, exchange, update = np.median(timed, axis=0) if len(timed) else (np.nan,) * 3
+    mean_step = np.nanmax(means) if np.isfinite(means).any() else np.nan
     logger.info(
         "data-parallel timings: rank 0 reached %s s; per step (median over ranks of each rank's median, ms): "
         "compute %.1f, all-reduce of %d floats %.1f, update %.1f; mean step %.1f ms", phases, compute, floats,
