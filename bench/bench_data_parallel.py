@@ -60,7 +60,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import psutil  # noqa: E402
-from benchlib import PeakRSS, quiet_local_spark  # noqa: E402
+from benchlib import PeakRSS, pin_to_one_cpu, quiet_local_spark  # noqa: E402
 
 DIM = 256
 # SKOL's network, one member (ensembleSize=1 trains one network either way).
@@ -273,9 +273,9 @@ def part_cluster(args) -> None:
                            "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g",
                            "--conf", "spark.sql.shuffle.partitions=2", str(job), str(tmp / "out.json"),
                            str(Path(__file__).parent), str(args.cluster_positions), str(workers), str(batch)]
-                # One worker of one core: the whole job on CPU 0, or a lone rank's host loop (which
+                # One worker of one core: the whole job on one CPU, or a lone rank's host loop (which
                 # queues its steps without waiting) would borrow the idle second core.
-                pin = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if workers == 1 else None
+                pin = pin_to_one_cpu() if workers == 1 else None
                 done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, preexec_fn=pin)
                 if done.returncode:
                     raise SystemExit(done.stderr[-4000:])

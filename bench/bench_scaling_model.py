@@ -20,8 +20,9 @@ Run from the repository root (after ``make install``; about 3 minutes on 2 cores
    beta))``: the compute at the per-worker batch b, then a ring all-reduce
    of the S-byte gradient (2 (N - 1) hops, each a latency alpha and 1/N of
    the gradient at bandwidth beta; two ranks swap, ``alpha + S / beta``).
-   The table assumes alpha = 50 us and beta = 10 Gb/s; efficiency is c(b) over the step time (weak scaling: b fixed, a
-   global batch of N b windows). The switch point is where the
+   The table assumes alpha = 50 us and beta = 10 Gb/s; efficiency is c(b)
+   over the step time (weak scaling: b fixed, a global batch of N b
+   windows). The switch point is where the
    data-parallel fit's extra start-up is paid back by its lower time per
    position: ``n* = startup_gap / (driver_us - step / (N b W))``.
 """
@@ -33,6 +34,8 @@ import json
 import os
 import subprocess
 import sys
+
+from benchlib import pin_to_one_cpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WINDOW, DIM, HIDDEN, LAYERS, EMBEDDING, CLASSES = 50, 256, 64, 2, 64, 3
@@ -121,12 +124,8 @@ def measure_compute(batches: list[int]) -> dict[str, float]:
 
     env = {**_env(), **child_env(cpus=1), "TF_CPP_MIN_LOG_LEVEL": "2"}
     shape = json.dumps([WINDOW, DIM, HIDDEN, LAYERS, EMBEDDING, CLASSES])
-    pin = None
-    if hasattr(os, "sched_setaffinity"):  # one core, as a one-core executor's rank has
-        one_cpu = min(os.sched_getaffinity(0))
-        pin = lambda: os.sched_setaffinity(0, {one_cpu})  # noqa: E731
     done = subprocess.run([sys.executable, "-c", COMPUTE_SIDE, shape, json.dumps(batches)], env=env,
-                          capture_output=True, text=True, timeout=1800, preexec_fn=pin)
+                          capture_output=True, text=True, timeout=1800, preexec_fn=pin_to_one_cpu())
     if done.returncode:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])

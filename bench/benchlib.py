@@ -1,4 +1,4 @@
-"""Pieces the benchmark scripts share: memory samplers and documents built inside the JVM.
+"""Pieces the benchmark scripts share: memory samplers, documents built inside the JVM, one-CPU pinning.
 
 The scripts run as ``python bench/<script>.py``, so this module is importable
 as ``benchlib`` from each of them.
@@ -6,6 +6,7 @@ as ``benchlib`` from each of them.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -115,3 +116,12 @@ def quiet_local_spark(driver_memory: str = "2g", **conf: str):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def pin_to_one_cpu():
+    """A ``preexec_fn`` that pins a child process (and all it starts) to one of this process's CPUs, as
+    a one-core executor would have; None where the OS cannot pin."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = min(os.sched_getaffinity(0))
+    return lambda: os.sched_setaffinity(0, {cpu})
