@@ -264,6 +264,37 @@ def test_a_rank_sizes_xlas_thread_pools_to_its_tasks_cores(monkeypatch):
     assert (mine["PJRT_NPROC"], mine["XLA_FLAGS"]) == ("3", "--xla_dump_to=/tmp/x")
 
 
+def test_a_ranks_next_batch_is_built_during_the_exchange_and_timed_apart_from_it(monkeypatch):
+    from skol_spark.fit.distributed import rank
+
+    class Batches:  # RankBatches' interface: batch i of an epoch of 3
+        steps, built = 3, []
+
+        def __getitem__(self, i):
+            self.built.append(i)
+            return f"batch {i}"
+
+    upcoming = rank._NextBatch(Batches())
+    assert upcoming.builder(3) is None  # nothing past the epoch's last batch
+    upcoming.builder(1)()
+    assert [upcoming.take(0), upcoming.take(1), upcoming.take(2)] == ["batch 0", "batch 1", "batch 2"]
+    assert Batches.built == [1, 0, 2]  # batch 1 was built ahead, once
+
+    now = [10.0]
+    monkeypatch.setattr(rank.time, "perf_counter", lambda: now[0])
+
+    class Ready:
+        def block_until_ready(self):
+            now[0] += 0.002  # the exchange itself: 2 ms
+
+    clock = rank.Clock(0.0).start_step(timed=True)
+    work = clock.aside("next batch", lambda: now.__setitem__(0, now[0] + 0.005))
+    assert clock.aside("next batch", None) is None
+    work()
+    clock.lap("all-reduce", Ready())
+    assert clock.summary()["step_ms"] == pytest.approx({"next batch": 5.0, "all-reduce": 2.0})
+
+
 def test_param_errors(spark, train_df, tiny_params):
     with pytest.raises(ValueError, match=r"Expected numWorkers to be a positive integer. Received: numWorkers=0"):
         BiLSTMClassifier(numWorkers=0)

@@ -79,9 +79,11 @@ def rank(r, kind):
         batch = (step.pack(data["sparse"], rows[mine], mask[mine]), mask[mine], inputs["y"][mine])
     state = step.state(network)
     class_weights = collective.put(np.asarray(config.class_weights, np.float32))
+    calls = []  # host work handed to each step, to run during its exchange
     for _ in range(int(sys.argv[5])):
-        step.step(state, batch, class_weights)
+        step.step(state, batch, class_weights, meanwhile=lambda: calls.append(np.ones(1000).sum()))
     out[f"{kind}_{r}"] = step.weights(state)
+    out[f"{kind}_{r}_meanwhile"] = [np.array([len(calls)])]
     ring.close()
 
 for kind in ("dense", "gather", "sparse-dense"):
@@ -105,9 +107,11 @@ for kind in ("one-dense", "one-sparse"):
         out["one-sparse_layout"] = [np.array([exchange == "local", len(batch[0][0]), len(batch[0][1])])]
     state = step.state(network)
     class_weights = collective.put(np.asarray(config.class_weights, np.float32))
+    calls = []
     for _ in range(int(sys.argv[5])):
-        step.step(state, batch, class_weights)
+        step.step(state, batch, class_weights, meanwhile=lambda: calls.append(1))
     out[f"{kind}_0"] = step.weights(state)
+    out[f"{kind}_0_meanwhile"] = [np.array([len(calls)])]
 np.savez(sys.argv[4], **{f"{k}/{i}": a for k, v in out.items() for i, a in enumerate(v)})
 """
 
@@ -199,6 +203,11 @@ def test_one_rank_exchanges_nothing_and_steps_as_the_driver_does(steps, kind, dr
         # The lazy Adam over its own (distinct) columns, padded to the smallest size that holds the batch.
         assert local and (columns, values) == (512, 512)
     _same(steps["ranks"][f"{kind}_0"], steps[driver])
+
+
+def test_every_step_runs_the_host_work_it_is_given_once_whatever_its_exchange(steps):
+    kinds = [f"{k}_{r}" for k in ("dense", "gather", "sparse-dense") for r in (0, 1)] + ["one-dense_0", "one-sparse_0"]
+    assert {k: int(steps["ranks"][f"{k}_meanwhile"][0][0]) for k in kinds} == dict.fromkeys(kinds, STEPS)
 
 
 def test_typical_sizes_hold_most_batches_and_the_bound_holds_every_batch():

@@ -57,6 +57,39 @@ def test_allreduce_of_fewer_values_than_ranks_and_of_none():
     assert [e.shape for e in empty] == [(0,), (0,)]
 
 
+def test_work_given_to_allreduce_runs_once_while_this_ranks_values_are_already_on_their_way():
+    # Rank 0's work waits for rank 1's whole all-reduce, which needs rank 0's values: they were sent first.
+    rank_one_done, waited = threading.Event(), []
+
+    def work(r, ring):
+        def meanwhile():
+            waited.append(rank_one_done.wait(20) if r == 0 else True)
+
+        out = ring.allreduce(np.full(100_000, r + 1.0, np.float32), meanwhile)
+        if r == 1:
+            rank_one_done.set()
+        return out
+
+    out = _run(2, work)
+    assert waited.count(True) == 2  # rank 0 saw rank 1 finish before its own receive
+    assert all(np.array_equal(o, np.full(100_000, 3.0, np.float32)) for o in out)
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_work_given_to_allreduce_runs_once_at_any_number_of_ranks(ranks):
+    calls = [0] * ranks
+
+    def work(r, ring):
+        def meanwhile():
+            calls[r] += 1
+
+        return ring.allreduce(np.array([r + 1.0], np.float32), meanwhile)
+
+    out = _run(ranks, work) if ranks > 1 else [work(0, Ring(0, ["127.0.0.1:1"], "secret"))]
+    assert calls == [1] * ranks
+    assert all(o.tolist() == [ranks * (ranks + 1) / 2] for o in out)
+
+
 def test_allgather_stacks_by_rank_and_keeps_the_dtype():
     out = _run(3, lambda r, ring: ring.allgather(np.array([[r, 10 * r]], np.int64) + 2**40))
     expected = np.array([[[0, 0]], [[1, 10]], [[2, 20]]], np.int64) + 2**40

@@ -59,6 +59,20 @@ class Clock:
         self._last = time.perf_counter()
         return self
 
+    def aside(self, part: str, work: Any) -> Any:
+        """``work`` (a callable, or None) timed as ``part`` and left out of the lap it runs in."""
+        if work is None:
+            return None
+
+        def timed() -> None:
+            started = time.perf_counter()
+            work()
+            spent = time.perf_counter() - started
+            self.parts.setdefault(part, []).append(spent)
+            self._last += spent
+
+        return timed
+
     def lap(self, part: str, result: Any) -> None:
         """Wait for ``result`` and charge the time since the previous lap to ``part``."""
         result.block_until_ready()
@@ -103,6 +117,28 @@ class RankBatches:
         mask, rows = window_rows(starts, lengths, self.window)
         y = np.where(mask, self.data.labels[np.where(mask, rows, 0)] if len(self.data.labels) else 0, 0)
         return self.pack(self.data, rows, mask), mask, y.astype(np.int32)
+
+
+class _NextBatch:
+    """An epoch's batches, each built ahead when a step has time for it: during the gradient exchange,
+    while this rank would wait for its slowest peer."""
+
+    def __init__(self, batches: RankBatches) -> None:
+        self.batches, self._built = batches, {}
+
+    def builder(self, i: int) -> Any:
+        """What builds batch ``i`` (None past the epoch's last)."""
+        if i >= self.batches.steps:
+            return None
+
+        def build() -> None:
+            self._built[i] = self.batches[i]
+
+        return build
+
+    def take(self, i: int) -> tuple[Any, np.ndarray, np.ndarray]:
+        built = self._built.pop(i, None)
+        return self.batches[i] if built is None else built
 
 
 def dense_windows(data: Any, rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -180,13 +216,14 @@ def _train(run: RankRun, step: Any, forward: Any, state: dict[str, Any], member:
     for epoch in range(config.epochs):
         batches.shuffle()
         losses = []
+        upcoming = _NextBatch(batches)
         for i in range(run.steps):
-            batch = batches[i]
+            batch = upcoming.take(i)
             timed = count % _TIMED_EVERY == 1
             if timed and run.digests:  # a lone rank's steps queue up unawaited: time this one alone
                 run.digests[-1].block_until_ready()
             clock = run.clock.start_step(timed)
-            digest, loss = step.step(state, batch, run.class_weights, clock)
+            digest, loss = step.step(state, batch, run.class_weights, clock, meanwhile=upcoming.builder(i + 1))
             run.clock.stepped(first=i == 0)
             run.digests.append(digest)
             losses.append(loss)

@@ -12,6 +12,11 @@ broadcast. Two ranks swap their whole vectors instead, in one exchange
 and float addition is commutative, so both hold the same bits.
 :meth:`Ring.allgather` passes every rank's block around the ring.
 
+One thread does a rank's sends and receives: both sockets are non-blocking,
+and an exchange sends and receives as the kernel is ready for each (a send
+thread cost a thread hand-off and a GIL switch per exchange). Received
+blocks land in one buffer kept between calls.
+
 A peer that goes away (its process failed or was killed) closes its
 connections: the next send or receive raises :class:`PeerLostError` at once.
 
@@ -23,10 +28,12 @@ join a coordination service first.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
-from queue import Queue
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -55,15 +62,29 @@ def _recv_exactly(connection: socket.socket, view: memoryview) -> None:
         got += n
 
 
+def _wait(reading: socket.socket | None, writing: socket.socket | None) -> tuple[bool, bool]:
+    """Block until ``reading`` has data or ``writing`` has room (either may be None): which of them is
+    ready. ``poll`` where the platform has it (no limit on descriptor numbers), else ``select``."""
+    if not hasattr(select, "poll"):
+        readable, writable, _ = select.select([reading] if reading else [], [writing] if writing else [], [])
+        return bool(readable), bool(writable)
+    poller = select.poll()
+    if reading is not None:
+        poller.register(reading, select.POLLIN)
+    if writing is not None:
+        poller.register(writing, select.POLLOUT)  # an error or hang-up is reported on either
+    ready = {fd for fd, _ in poller.poll()}
+    return (reading is not None and reading.fileno() in ready), (writing is not None and writing.fileno() in ready)
+
+
 class Ring:
     """This rank's place in the ring of ``len(peers)`` ranks (``peers``: every rank's ``host:port``)."""
 
     def __init__(self, rank: int, peers: list[str], token: str, timeout: float = 600.0):
         self.rank, self.size = rank, len(peers)
         self._sender: socket.socket | None = None
+        self._buffer: np.ndarray | None = None
         self._receiver: socket.socket | None = None
-        self._outbox: Queue = Queue()
-        self._sent: Queue = Queue()
         if self.size == 1:
             return
         secret = token.encode()[:_TOKEN_BYTES].ljust(_TOKEN_BYTES, b"\0")
@@ -104,7 +125,7 @@ class Ring:
         self._receiver = accepted[0]
         for s in (self._sender, self._receiver):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=self._send_loop, daemon=True, name="ring-send").start()
+            s.setblocking(False)  # one thread sends and receives: see _exchange
 
     @staticmethod
     def _connect(address: str, secret: bytes, timeout: float) -> socket.socket:
@@ -121,51 +142,82 @@ class Ring:
                     raise PeerLostError(f"could not connect to the next rank at {address} ({exc})") from exc
                 time.sleep(0.05)
 
-    def _send_loop(self) -> None:
-        while True:
-            data = self._outbox.get()
-            if data is None:
-                return
-            try:
-                self._sender.sendall(data)
-                self._sent.put(None)
-            except OSError as exc:
-                self._sent.put(exc)
+    def _exchange(self, outgoing: memoryview, incoming: memoryview, meanwhile: Callable[[], Any] | None = None) -> None:
+        """Send ``outgoing`` to the next rank while receiving ``incoming`` from the previous one, in this
+        thread: non-blocking sends and receives, each as the kernel is ready for it. ``meanwhile`` runs
+        once the kernel holds as much of ``outgoing`` as its buffers take (on loopback, usually all)."""
+        sent = self._send(outgoing, 0)
+        if meanwhile is not None:
+            meanwhile()
+        got = 0
+        while sent < len(outgoing) or got < len(incoming):
+            readable, writable = _wait(self._receiver if got < len(incoming) else None,
+                                       self._sender if sent < len(outgoing) else None)
+            if readable:
+                got = self._receive(incoming, got)
+            if writable:
+                sent = self._send(outgoing, sent)
 
-    def _exchange(self, outgoing: memoryview, incoming: memoryview) -> None:
-        """Send ``outgoing`` to the next rank while receiving ``incoming`` from the previous one."""
-        self._outbox.put(outgoing)
+    def _send(self, outgoing: memoryview, sent: int) -> int:
+        """Send what the kernel takes now of ``outgoing[sent:]``; the new count sent."""
         try:
-            _recv_exactly(self._receiver, incoming)
+            while sent < len(outgoing):
+                sent += self._sender.send(outgoing[sent:])
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise PeerLostError(f"sending to the next rank failed ({exc})") from exc
+        return sent
+
+    def _receive(self, incoming: memoryview, got: int) -> int:
+        """Receive what has arrived into ``incoming[got:]``; the new count received."""
+        try:
+            while got < len(incoming):
+                n = self._receiver.recv_into(incoming[got:])
+                if n == 0:
+                    raise PeerLostError("the previous rank closed its connection")
+                got += n
+        except BlockingIOError:
+            pass
         except OSError as exc:
             raise PeerLostError(f"receiving from the previous rank failed ({exc})") from exc
-        failure = self._sent.get()
-        if failure is not None:
-            raise PeerLostError(f"sending to the next rank failed ({failure})")
+        return got
 
-    def allreduce(self, values: np.ndarray) -> np.ndarray:
-        """The sum over ranks of each rank's 1-D float32 ``values`` (bitwise equal on every rank)."""
-        out = np.array(values, dtype=np.float32, copy=True).ravel()
+    def allreduce(self, values: np.ndarray, meanwhile: Callable[[], Any] | None = None) -> np.ndarray:
+        """The sum over ranks of each rank's 1-D float32 ``values`` (bitwise equal on every rank).
+
+        ``meanwhile`` (host work of this rank's own) runs while the first exchange is in flight: time
+        this rank would otherwise spend waiting for the slowest peer's data.
+        """
+        values = np.ascontiguousarray(values, dtype=np.float32).ravel()
         n = self.size
         if n == 1:
-            return out
+            if meanwhile is not None:
+                meanwhile()
+            return values.copy()
         if n == 2:  # a + b == b + a bit for bit
-            other = np.empty_like(out)
-            self._exchange(memoryview(out).cast("B"), memoryview(other).cast("B"))
-            out += other
-            return out
+            other = self._scratch(len(values))
+            self._exchange(memoryview(values).cast("B"), memoryview(other).cast("B"), meanwhile)
+            return values + other
+        out = values.copy()
         bounds = np.linspace(0, len(out), n + 1).astype(np.int64)
         chunk = [out[bounds[i] : bounds[i + 1]] for i in range(n)]
-        incoming = np.empty(int(np.diff(bounds).max()), np.float32)
+        incoming = self._scratch(int(np.diff(bounds).max()))
         for s in range(n - 1):  # reduce-scatter: rank r ends with the whole sum of chunk r + 1
             send, recv = chunk[(self.rank - s) % n], chunk[(self.rank - s - 1) % n]
             buffer = incoming[: len(recv)]
-            self._exchange(memoryview(send).cast("B"), memoryview(buffer).cast("B"))
+            self._exchange(memoryview(send).cast("B"), memoryview(buffer).cast("B"), meanwhile if s == 0 else None)
             recv += buffer
         for s in range(n - 1):  # all-gather: pass the summed chunks on
             send, recv = chunk[(self.rank + 1 - s) % n], chunk[(self.rank - s) % n]
             self._exchange(memoryview(send).cast("B"), memoryview(recv).cast("B"))
         return out
+
+    def _scratch(self, size: int) -> np.ndarray:
+        """A float32 receive buffer of ``size``, kept between calls: fresh pages would fault as they fill."""
+        if self._buffer is None or len(self._buffer) < size:
+            self._buffer = np.empty(size, np.float32)
+        return self._buffer[:size]
 
     def allgather(self, values: np.ndarray) -> np.ndarray:
         """Every rank's ``values`` (same shape and dtype on every rank), stacked by rank."""
@@ -178,7 +230,6 @@ class Ring:
         return out
 
     def close(self) -> None:
-        self._outbox.put(None)
         for s in (self._sender, self._receiver):
             if s is not None:
                 s.close()

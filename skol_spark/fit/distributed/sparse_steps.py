@@ -246,14 +246,16 @@ class RowSparseStep(_Step):
             return out, optimizer_values, (m, v), digest, reduced[-2] / count
 
         if exchange == "local":
-            def collect(dense_local, rows_local):
+            def collect(dense_local, rows_local, meanwhile):
+                if meanwhile is not None:
+                    meanwhile()
                 return dense_local, rows_local
         elif exchange == "dense":
-            def collect(dense_local, rows_local):
-                return collective.sum(dense_local), None
+            def collect(dense_local, rows_local, meanwhile):
+                return collective.sum(dense_local, meanwhile), None
         else:
-            def collect(dense_local, rows_local):
-                return collective.sum(dense_local), collective.gather(rows_local)
+            def collect(dense_local, rows_local, meanwhile):
+                return collective.sum(dense_local, meanwhile), collective.gather(rows_local)
         self._local, self._collect = jax.jit(local), collect
         return jax.jit(update, donate_argnums=(0, 1, 2))
 
@@ -311,8 +313,10 @@ class RowSparseStep(_Step):
             self.collective.put(np.ones(num_classes, np.float32)),
         )[0].block_until_ready()
 
-    def step(self, state: dict[str, Any], batch: tuple, class_weights: Any, clock: Any = None) -> tuple[Any, Any]:
-        """One step on ``batch`` ``((columns, values, at_row, at_column, index), mask, y)``."""
+    def step(self, state: dict[str, Any], batch: tuple, class_weights: Any, clock: Any = None,
+             meanwhile: Any = None) -> tuple[Any, Any]:
+        """One step on ``batch`` ``((columns, values, at_row, at_column, index), mask, y)``; ``meanwhile``
+        runs during the exchange."""
         packed, mask, y = batch
         trainable, non_trainable = state["trainable"], state["non_trainable"]
         columns, values, at_row, at_column, index = packed
@@ -329,7 +333,8 @@ class RowSparseStep(_Step):
         dense_local, rows_local = self._local(flat, d_bias, columns, d_used)
         if clock is not None:
             clock.lap("compute", dense_local)
-        reduced, gathered = self._collect(dense_local, rows_local)
+            meanwhile = clock.aside("next batch", meanwhile)
+        reduced, gathered = self._collect(dense_local, rows_local, meanwhile)
         if clock is not None:
             clock.lap("all-reduce", reduced)
         state["trainable"], state["optimizer"], state["moments"], digest, loss = self._update(

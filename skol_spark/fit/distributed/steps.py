@@ -68,12 +68,15 @@ class Collective:
     def ring(self) -> Any:
         return self._ring() if callable(self._ring) else self._ring
 
-    def sum(self, local: Any) -> Any:
+    def sum(self, local: Any, meanwhile: Any = None) -> Any:
         """The sum over ranks of each rank's 1-D float32 array, as a JAX array here (a single
-        rank's own array, which never leaves the device)."""
+        rank's own array, which never leaves the device). ``meanwhile`` (a callable: this rank's
+        host work for its next step) runs while the ranks' arrays are in flight."""
         if self.ring.size == 1:
+            if meanwhile is not None:
+                meanwhile()
             return local
-        return self.put(self.ring.allreduce(np.asarray(local)))
+        return self.put(self.ring.allreduce(np.asarray(local), meanwhile))
 
     def gather(self, local: Any) -> Any:
         """Every rank's array stacked by rank, as a JAX array here."""
@@ -189,17 +192,19 @@ class DenseStep(_Step):
         out = self.update(state["trainable"], state["optimizer"], flat)
         out[2].block_until_ready()
 
-    def step(self, state: dict[str, Any], batch: tuple, class_weights: Any, clock: Any = None) -> tuple[Any, Any]:
+    def step(self, state: dict[str, Any], batch: tuple, class_weights: Any, clock: Any = None,
+             meanwhile: Any = None) -> tuple[Any, Any]:
         """One training step on ``batch`` ``(x, mask, y)``, in place on ``state``; the new weights'
         checksum and the global mean loss (device scalars: reading them waits for the step).
-        ``clock`` times the three parts."""
+        ``clock`` times the three parts; ``meanwhile`` runs during the all-reduce (``Collective.sum``)."""
         x, mask, y = batch
         flat, state["non_trainable"] = self.gradient(
             state["trainable"], state["non_trainable"], x, mask, y, class_weights
         )
         if clock is not None:
             clock.lap("compute", flat)
-        reduced = self.collective.sum(flat)
+            meanwhile = clock.aside("next batch", meanwhile)
+        reduced = self.collective.sum(flat, meanwhile)
         if clock is not None:
             clock.lap("all-reduce", reduced)
         state["trainable"], state["optimizer"], digest, loss = self.update(
