@@ -13,9 +13,9 @@ and float addition is commutative, so both hold the same bits.
 :meth:`Ring.allgather` passes every rank's block around the ring.
 
 One thread does a rank's sends and receives: both sockets are non-blocking,
-and an exchange sends and receives as the kernel is ready for each (a send
-thread cost a thread hand-off and a GIL switch per exchange). Received
-blocks land in one buffer kept between calls.
+and an exchange sends and receives as the kernel is ready for each, with no
+hand-off to another thread (nor its GIL switch). Received blocks land in one
+buffer kept between calls, whose pages are already mapped.
 
 A peer that goes away (its process failed or was killed) closes its
 connections: the next send or receive raises :class:`PeerLostError` at once.
