@@ -2,7 +2,8 @@
 
 The driver never sees a training row. :func:`fit_on_executors` selects the
 four training columns, repartitions them by document into ``numWorkers``
-partitions (so each worker holds whole documents) and runs one barrier stage
+partitions (each worker holds whole documents, and about as many training
+windows as the others: :mod:`~skol_spark.fit.distributed.balance`) and runs one barrier stage
 over them (``mapInArrow(..., barrier=True)``, classic Spark and Spark
 Connect alike). Each barrier task (:func:`_run_rank`)
 
@@ -52,6 +53,7 @@ import numpy as np
 from skol_spark.compat.connect import is_remote
 from skol_spark.compat.executors import EXECUTOR_IMPORT_ERROR, on_executors
 from skol_spark.errors import DistributedTrainingError, ModelRebuildError
+from skol_spark.fit.distributed.balance import Balance, balance_documents
 from skol_spark.fit.distributed.ring import free_port
 from skol_spark.fit.distributed.worker import (
     INITIAL,
@@ -155,9 +157,15 @@ def fit_on_executors(dataset: Any, spec: DistributedSpec, progress: FitProgress)
     from pyspark.sql import functions as F
 
     check_cluster_slots(dataset, spec.num_workers)
-    doc = spec.columns[0]
-    selected = dataset.select(*[F.col(f"`{c}`") for c in spec.columns]).repartition(
-        spec.num_workers, F.col(f"`{doc}`")
+    balancing = time.monotonic()
+    selected, balance = balance_documents(
+        dataset.select(*[F.col(f"`{c}`") for c in spec.columns]), spec.columns[0], spec.num_workers,
+        spec.config["window_size"],
+    )
+    logger.info(
+        "documents to %d workers: %s training windows each (busiest %.2fx the mean; hashing documents "
+        "would give %.2fx), %.1f s", spec.num_workers, balance.windows, Balance.ratio(balance.windows),
+        Balance.ratio(balance.hashed), time.monotonic() - balancing,
     )
     listener = _progress_listener(dataset, progress)
     address = None if listener is None else {"address": listener.address, "token": listener.token}
