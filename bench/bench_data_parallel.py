@@ -300,8 +300,12 @@ def report_cluster(one: list[dict], two: list[dict]) -> None:
     import statistics
 
     rate = {n: statistics.median(f["rate"] for f in fits) for n, fits in ((1, one), (2, two))}
+    # The gradient's own time (no exchange in it): above 1, the two cores ran slower together than one alone.
+    compute = {n: statistics.median(rank[0] for f in fits for rank in f["timings"]["ranks_step_ms"])
+               for n, fits in ((1, one), (2, two))}
     print(f"weak scaling: 2 workers / 1 worker steady-state positions/s = {rate[2] / rate[1]:.2f} (target >= 1.6; "
-          f"medians of {len(two)} and {len(one)} fits: {rate[2]:,.0f} / {rate[1]:,.0f})", flush=True)
+          f"medians of {len(two)} and {len(one)} fits: {rate[2]:,.0f} / {rate[1]:,.0f}); a rank's gradient "
+          f"{compute[2]:.1f} ms with two, {compute[1]:.1f} alone", flush=True)
 
 
 def part_sparse(args) -> None:
