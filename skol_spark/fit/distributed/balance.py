@@ -28,13 +28,10 @@ A document larger than the fair share still lands whole on one worker.
 from __future__ import annotations
 
 import heapq
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Balance", "assign_buckets", "balance_documents", "partition_keys"]
-
-logger = logging.getLogger("skol_spark")
 
 BUCKETS_PER_WORKER = 64
 _KEY = "__skol_spark_worker_key"

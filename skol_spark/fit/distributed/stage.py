@@ -3,9 +3,9 @@
 The driver never sees a training row. :func:`fit_on_executors` selects the
 four training columns, repartitions them by document into ``numWorkers``
 partitions (each worker holds whole documents, and about as many training
-windows as the others: :mod:`~skol_spark.fit.distributed.balance`) and runs one barrier stage
-over them (``mapInArrow(..., barrier=True)``, classic Spark and Spark
-Connect alike). Each barrier task (:func:`_run_rank`)
+windows as the others: :mod:`~skol_spark.fit.distributed.balance`) and runs
+one barrier stage over them (``mapInArrow(..., barrier=True)``, classic
+Spark and Spark Connect alike). Each barrier task (:func:`_run_rank`)
 
 1. picks a free port and learns every rank's ``host:port`` with
    ``BarrierTaskContext.allGather``;
