@@ -92,9 +92,10 @@ def balance_documents(selected: Any, doc: str, num_workers: int, window: int) ->
     windows; and the windows each worker got."""
     from pyspark.sql import functions as F
 
+    document = F.col(f"`{doc}`")
     buckets = num_workers * BUCKETS_PER_WORKER
-    bucket = F.pmod(F.hash(F.col(f"`{doc}`")), F.lit(buckets))
-    per_document = selected.groupBy(bucket.alias("bucket"), F.col(f"`{doc}`")).count()
+    bucket = F.pmod(F.hash(document), F.lit(buckets))
+    per_document = selected.groupBy(bucket.alias("bucket"), document).count()
     rows = (
         per_document.groupBy("bucket")
         .agg(F.sum(F.ceil(F.col("count") / F.lit(window))).alias("windows"))
@@ -107,7 +108,7 @@ def balance_documents(selected: Any, doc: str, num_workers: int, window: int) ->
         windows[assignment[b]] += load
         hashed[b % num_workers] += load  # buckets is a multiple of n: pmod(hash, n) == bucket mod n
     if not assignment:  # no rows: nothing to place
-        return selected.repartition(num_workers, F.col(f"`{doc}`")), Balance(windows, hashed)
+        return selected.repartition(num_workers, document), Balance(windows, hashed)
     keys = partition_keys(selected.sparkSession, num_workers)
     mapping = F.create_map(*[F.lit(x) for b, w in sorted(assignment.items()) for x in (b, keys[w])])
     placed = (
